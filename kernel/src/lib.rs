@@ -1,0 +1,25 @@
+//! The elmlab kernel: the contracts that neuron models, connectivity patterns and tasks
+//! implement, the registry that finds them, experiment configs, the parameter store,
+//! optimisers and schedules, the trainer and run directories. It names no plugin.
+
+pub mod budget;
+pub mod config;
+pub mod connectivity;
+pub mod error;
+pub mod network;
+pub mod neuron;
+pub mod optim;
+pub mod params;
+pub mod registry;
+pub mod rng;
+pub mod schedule;
+pub mod schema;
+pub mod task;
+pub mod tensor;
+
+pub use inventory;
+
+/// Versions recorded in summaries and checkpoints.
+pub const KERNEL_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const DFDX_VERSION: &str = "0.13.0";
+pub const RUSTC_VERSION: &str = env!("ELMLAB_RUSTC_VERSION");

@@ -1,0 +1,270 @@
+//! Model assembly and the forward pass: input encoding → the neuron model's recurrent
+//! layers → a dense head to class logits, with exact parameter accounting.
+
+use crate::budget::largest_fitting;
+use crate::config::ModelConfig;
+use crate::connectivity::Connectivity;
+use crate::error::BuildError;
+use crate::neuron::{ForwardContext, LayerPlan, NetworkShape, NeuronModel, RecurrentLayer};
+use crate::params::ParamStore;
+use crate::registry::Registry;
+use crate::task::{Batch, Inputs, LossAt, Task};
+use crate::tensor::{device, matrix, merge_history, trace, Dev, Matrix, Traced, TracedScalar};
+use dfdx::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// The model's sizes, in closed form, before any tensor exists.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ModelPlan {
+    pub neuron: String,
+    pub connectivity: String,
+    pub units: usize,
+    /// Whether `units` was solved from `model.budget`.
+    pub solved_from_budget: Option<usize>,
+    pub input_width: usize,
+    pub classes: usize,
+    pub k_e: usize,
+    pub k_c: usize,
+    /// Every layer, the head last.
+    pub layers: Vec<LayerPlan>,
+    pub total_params: usize,
+    pub flops_per_step: u64,
+}
+
+/// The configured plugins of a model, ready to be planned or built.
+pub struct ModelRecipe {
+    pub neuron: Box<dyn NeuronModel>,
+    pub connectivity: Box<dyn Connectivity>,
+    pub neuron_name: String,
+    pub connectivity_name: String,
+    pub input_width: usize,
+    pub classes: usize,
+}
+
+impl ModelRecipe {
+    pub fn new(cfg: &ModelConfig, task: &dyn Task, registry: &Registry) -> Result<Self, BuildError> {
+        let plugin_err = |plugin: &str| {
+            let plugin = plugin.to_string();
+            move |source| BuildError::Plugin { plugin: plugin.clone(), source }
+        };
+        let neuron_entry = registry.neurons.get(&cfg.neuron.kind)?;
+        let conn_entry = registry.connectivity.get(&cfg.connectivity.kind)?;
+        let neuron = (neuron_entry.build)(&cfg.neuron.settings()).map_err(plugin_err(&format!("neuron `{}`", cfg.neuron.kind)))?;
+        let connectivity = (conn_entry.build)(&cfg.connectivity.settings()).map_err(plugin_err(&format!("connectivity `{}`", cfg.connectivity.kind)))?;
+        Ok(ModelRecipe {
+            neuron,
+            connectivity,
+            neuron_name: cfg.neuron.kind.clone(),
+            connectivity_name: cfg.connectivity.kind.clone(),
+            input_width: task.input_width(),
+            classes: task.classes(),
+        })
+    }
+
+    pub fn shape(&self, units: usize) -> NetworkShape {
+        let fan_in = self.neuron.requested_fan_in().map(|k| self.connectivity.fan_in(k, self.input_width, units));
+        NetworkShape { units, input_width: self.input_width, classes: self.classes, fan_in }
+    }
+
+    /// Closed-form plan for `units` hidden units.
+    pub fn plan_units(&self, units: usize) -> ModelPlan {
+        let shape = self.shape(units);
+        let mut layers = self.neuron.plan(&shape);
+        let last = layers.last().map(|l| l.units).unwrap_or(self.input_width);
+        layers.push(head_plan(last, self.classes));
+        let total_params = layers.iter().map(|l| l.params).sum();
+        let flops_per_step = layers.iter().map(|l| l.flops_per_step).sum();
+        let first = &layers[0];
+        ModelPlan {
+            neuron: self.neuron_name.clone(),
+            connectivity: self.connectivity_name.clone(),
+            units,
+            solved_from_budget: None,
+            input_width: self.input_width,
+            classes: self.classes,
+            k_e: first.k_e,
+            k_c: first.k_c,
+            total_params,
+            flops_per_step,
+            layers,
+        }
+    }
+
+    /// The plan for the config: `units` as given, or the largest that fits `budget`.
+    pub fn plan(&self, cfg: &ModelConfig) -> Result<ModelPlan, BuildError> {
+        match (cfg.units, cfg.budget) {
+            (Some(units), _) => Ok(self.plan_units(units)),
+            (None, Some(budget)) => {
+                let units = largest_fitting(budget, |n| self.plan_units(n).total_params)?;
+                let mut plan = self.plan_units(units);
+                plan.solved_from_budget = Some(budget);
+                Ok(plan)
+            }
+            (None, None) => Err(BuildError::Shape("neither `model.units` nor `model.budget` is set".into())),
+        }
+    }
+
+    /// Creates the parameters and layers; checks the real tensor counts against the plan.
+    pub fn build(&self, plan: &ModelPlan, rng: &mut ChaCha8Rng) -> Result<Network, BuildError> {
+        let shape = self.shape(plan.units);
+        let mut params = ParamStore::new();
+        let layers = self
+            .neuron
+            .build(&shape, self.connectivity.as_ref(), &mut params, rng)
+            .map_err(|source| BuildError::Plugin { plugin: format!("neuron `{}`", self.neuron_name), source })?;
+        let last = layers.last().map(|l| l.units()).unwrap_or(self.input_width);
+        let bound = 1.0 / (last as f64).sqrt();
+        params.insert_uniform("head.weight", &[self.classes, last], bound, rng);
+        params.insert_uniform("head.bias", &[self.classes], bound, rng);
+        let mut width = self.input_width;
+        for layer in &layers {
+            if layer.input_width() != width {
+                return Err(BuildError::Shape(format!("layer `{}` reads {} inputs but receives {width}", layer.name(), layer.input_width())));
+            }
+            width = layer.units();
+        }
+        for layer in &plan.layers {
+            let real = params.count(&format!("{}.", layer.name));
+            if real != layer.params {
+                return Err(BuildError::Shape(format!(
+                    "neuron `{}`: layer `{}` declares {} parameters in closed form but built {real}",
+                    self.neuron_name, layer.name, layer.params
+                )));
+            }
+        }
+        Ok(Network { layers, params, classes: self.classes, input_width: self.input_width })
+    }
+}
+
+fn head_plan(width: usize, classes: usize) -> LayerPlan {
+    LayerPlan { name: "head".into(), units: classes, k_e: width + 1, k_c: 0, params: classes * (width + 1), flops_per_step: (2 * classes * width + classes) as u64 }
+}
+
+/// A built network: its layers and its parameters.
+pub struct Network {
+    pub layers: Vec<Box<dyn RecurrentLayer>>,
+    pub params: ParamStore,
+    pub classes: usize,
+    pub input_width: usize,
+}
+
+/// Logits at the read steps plus the histories the loss must absorb.
+pub struct ForwardPass {
+    /// `[classes, batch]` per read step.
+    pub logits: Vec<Traced>,
+    leftovers: Vec<Traced>,
+}
+
+/// Per-batch numbers the trainer aggregates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct BatchStats {
+    /// Sum over read positions of the (unsmoothed) cross-entropy, in nats.
+    pub nats: f64,
+    pub correct: u64,
+    pub count: u64,
+}
+
+impl BatchStats {
+    pub fn add(&mut self, o: &BatchStats) {
+        self.nats += o.nats;
+        self.correct += o.correct;
+        self.count += o.count;
+    }
+    pub fn loss(&self) -> f64 {
+        self.nats / self.count.max(1) as f64
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+    pub fn bits_per_symbol(&self) -> f64 {
+        self.loss() / std::f64::consts::LN_2
+    }
+}
+
+impl Network {
+    /// Encodes step `t` of a batch as a `[width, batch]` matrix.
+    pub fn encode_step(&self, dev: &Dev, batch: &Batch, t: usize) -> Matrix {
+        let (w, b) = (self.input_width, batch.batch);
+        let mut values = vec![0.0f32; w * b];
+        match &batch.inputs {
+            Inputs::Dense(v) => {
+                let step = &v[t * b * w..(t + 1) * b * w];
+                for s in 0..b {
+                    for d in 0..w {
+                        values[d * b + s] = step[s * w + d];
+                    }
+                }
+            }
+            Inputs::OneHot { symbols, scale } => {
+                for s in 0..b {
+                    values[symbols[t * b + s] as usize * b + s] = *scale;
+                }
+            }
+        }
+        matrix(dev, values, w, b)
+    }
+
+    /// Runs the whole network over a batch; returns logits where `loss_at` reads.
+    pub fn forward(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt) -> ForwardPass {
+        let dev = device();
+        let mut xs: Vec<Traced> = (0..batch.steps).map(|t| trace(&self.encode_step(&dev, batch, t))).collect();
+        let mut leftovers = Vec::new();
+        for layer in &self.layers {
+            let state = layer.zero_state(batch.batch).iter().map(trace).collect();
+            let out = layer.sequence(&self.params, ctx, xs, state);
+            xs = out.outputs;
+            leftovers.extend(out.state);
+        }
+        let read: Vec<Traced> = match loss_at {
+            LossAt::LastStep => xs.pop().into_iter().collect(),
+            LossAt::EveryStep => xs,
+        };
+        let logits = read.into_iter().map(|a| self.head(a, batch.batch)).collect();
+        ForwardPass { logits, leftovers }
+    }
+
+    fn head(&self, a: Traced, batch: usize) -> Traced {
+        let w = self.params.traced("head.weight");
+        let bias = self.params.traced_vector("head.bias").broadcast_like::<(usize, usize), Axis<1>>(&(self.classes, batch));
+        w.matmul(a) + bias
+    }
+}
+
+/// Cross-entropy with label smoothing over all read positions (mean), plus unsmoothed
+/// statistics for the metrics. `targets` are ordered like the logits: step-major.
+pub fn cross_entropy(pass: ForwardPass, targets: &[usize], classes: usize, smoothing: f64) -> (TracedScalar, BatchStats) {
+    let dev = device();
+    let mut stats = BatchStats::default();
+    let mut total: Option<TracedScalar> = None;
+    let batch = targets.len() / pass.logits.len().max(1);
+    let count = targets.len() as f32;
+    for (t, logits) in pass.logits.into_iter().enumerate() {
+        let tgt = &targets[t * batch..(t + 1) * batch];
+        let values = logits.as_vec();
+        for (s, &y) in tgt.iter().enumerate() {
+            let column: Vec<f64> = (0..classes).map(|c| values[c * batch + s] as f64).collect();
+            let max = column.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + column.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            stats.nats += lse - column[y];
+            let argmax = column.iter().enumerate().fold(0, |best, (i, v)| if *v > column[best] { i } else { best });
+            stats.correct += (argmax == y) as u64;
+            stats.count += 1;
+        }
+        let mut soft = vec![(smoothing / classes as f64) as f32; classes * batch];
+        for (s, &y) in tgt.iter().enumerate() {
+            soft[y * batch + s] += (1.0 - smoothing) as f32;
+        }
+        let soft = matrix(&dev, soft, classes, batch);
+        let term = (logits.log_softmax::<Axis<0>>() * soft).sum::<(), _>() * (-1.0 / count);
+        total = Some(match total {
+            None => term,
+            Some(acc) => acc + term,
+        });
+    }
+    let mut loss = total.expect("a forward pass reads at least one step");
+    for state in pass.leftovers {
+        loss = merge_history(loss, state);
+    }
+    (loss, stats)
+}

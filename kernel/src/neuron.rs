@@ -1,0 +1,127 @@
+//! The neuron-model contract: a configured model contributes one or more recurrent
+//! layers to a network, declares their sizes in closed form, and builds them.
+
+use crate::connectivity::Connectivity;
+use crate::error::PluginError;
+use crate::params::ParamStore;
+use crate::tensor::{Matrix, Traced, TracedScalar};
+use rand_chacha::ChaCha8Rng;
+
+/// What the network around the neuron model looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkShape {
+    /// Hidden units `N`.
+    pub units: usize,
+    /// Width of the encoded input `D_in`.
+    pub input_width: usize,
+    /// Classes (or vocabulary) `C` of the task.
+    pub classes: usize,
+    /// Synapses per hidden unit after the connectivity pattern had its say (`k_c`);
+    /// `None` for models with their own dense wiring (LSTM, GRU).
+    pub fan_in: Option<usize>,
+}
+
+/// Closed-form accounting of one layer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerPlan {
+    /// Layer name; also the prefix of its parameters (`hidden.w_s`).
+    pub name: String,
+    pub units: usize,
+    /// Trainable parameters per unit besides the synapses (`k_e`).
+    pub k_e: usize,
+    /// Synapses per unit (`k_c`); 0 for densely wired models.
+    pub k_c: usize,
+    /// Trainable parameters of the whole layer.
+    pub params: usize,
+    /// Floating-point operations per time step for one sequence (multiply and add count 2).
+    pub flops_per_step: u64,
+}
+
+/// A neuron model configured from its settings, not yet sized.
+pub trait NeuronModel: Send + Sync {
+    /// Synapses per unit the model asks of the connectivity pattern, or `None` when the
+    /// model wires itself densely and takes no connectivity pattern.
+    fn requested_fan_in(&self) -> Option<usize>;
+    /// The layers the model contributes for this shape, counted in closed form.
+    fn plan(&self, shape: &NetworkShape) -> Vec<LayerPlan>;
+    /// Creates the layers' parameters in `store` and returns the layers, in order.
+    fn build(
+        &self,
+        shape: &NetworkShape,
+        wiring: &dyn Connectivity,
+        store: &mut ParamStore,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Box<dyn RecurrentLayer>>, PluginError>;
+}
+
+/// Per-forward-pass context shared by the layers.
+pub struct ForwardContext {
+    /// Training (dropout on, penalties computed) or evaluation.
+    pub training: bool,
+    /// Randomness of this pass (dropout masks), derived from the seed and step.
+    pub rng: ChaCha8Rng,
+    /// Named, already-weighted regularisation terms; the trainer adds them to the loss
+    /// and reports each separately.
+    pub penalties: Vec<(String, TracedScalar)>,
+}
+
+/// A layer's recurrent state: matrices `[rows, batch]`, starting at zero.
+pub type LayerState = Vec<Traced>;
+
+/// What a layer produces over a sequence.
+pub struct SequenceOutput {
+    /// One `[units, batch]` output per step. Each carries a fresh tape: the history of the
+    /// outputs travels with `state`.
+    pub outputs: Vec<Traced>,
+    /// The state after the last step; it holds the history of the whole sequence, and
+    /// the caller must merge its tape into the loss.
+    pub state: LayerState,
+}
+
+/// One recurrent layer of a built network.
+pub trait RecurrentLayer: Send {
+    fn name(&self) -> &str;
+    fn units(&self) -> usize;
+    fn input_width(&self) -> usize;
+    /// Rows of each state matrix (each is `[rows, batch]`).
+    fn state_rows(&self) -> Vec<usize>;
+    /// One time step: input `[input_width, batch]`, state in, `(output [units, batch], state)` out.
+    /// Output and state may carry any tapes; [`RecurrentLayer::sequence`] moves the
+    /// output's history into the state, and the trainer merges the final state into the loss.
+    fn step(&self, params: &ParamStore, ctx: &mut ForwardContext, input: Traced, state: LayerState) -> (Traced, LayerState);
+
+    /// A whole sequence. The default runs [`RecurrentLayer::step`]; a fused path may
+    /// override it and must then equal the step path.
+    fn sequence(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> SequenceOutput {
+        let mut state = state;
+        let mut outputs = Vec::with_capacity(inputs.len());
+        for x in inputs {
+            let (out, next) = self.step(params, ctx, x, state);
+            // Emit the output on a fresh tape; its history joins the state's, so outputs
+            // that never reach the loss (all but the last, for last-step tasks) lose nothing.
+            let (keep, emit) = crate::tensor::fork(out);
+            state = next;
+            outputs.push(emit);
+            drop_into_state(&mut state, keep);
+        }
+        SequenceOutput { outputs, state }
+    }
+
+    /// A zero state for `batch` sequences.
+    fn zero_state(&self, batch: usize) -> Vec<Matrix> {
+        let dev = crate::tensor::device();
+        self.state_rows().into_iter().map(|rows| crate::tensor::matrix(&dev, vec![0.0; rows * batch], rows, batch)).collect()
+    }
+}
+
+/// Keeps the history held by `keep` alive by merging its tape into the first state matrix.
+fn drop_into_state(state: &mut LayerState, keep: Traced) {
+    use dfdx::prelude::*;
+    if state.is_empty() {
+        return;
+    }
+    let first = state.remove(0);
+    let (value, tape) = first.split_tape();
+    let (_, other) = keep.split_tape();
+    state.insert(0, value.put_tape(tape.merge(other)));
+}

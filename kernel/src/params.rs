@@ -1,0 +1,146 @@
+//! The parameter store: named tensors on the device, in a fixed order. Runtime-shaped
+//! dfdx models have no `TensorCollection`, so saving, updating and counting go through here.
+
+use crate::tensor::{device, matrix, trace, Dev, Matrix, Traced};
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+/// One trainable tensor. Stored as a matrix; `shape` is the shape users see
+/// (PyTorch convention: a bias is `[n]`, a weight `[out, in]`).
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub value: Matrix,
+}
+
+impl Param {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore {
+    params: Vec<Param>,
+    index: HashMap<String, usize>,
+}
+
+impl ParamStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tensor of `shape` (1 or 2 axes) with the given row-major values.
+    pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) {
+        assert!(!self.index.contains_key(name), "parameter `{name}` registered twice");
+        assert!(shape.len() == 1 || shape.len() == 2, "parameter `{name}`: only 1 or 2 axes are supported");
+        let (rows, cols) = matrix_dims(shape);
+        assert_eq!(values.len(), rows * cols, "parameter `{name}`: {} values for shape {shape:?}", values.len());
+        let value = matrix(&device(), values, rows, cols);
+        self.index.insert(name.to_string(), self.params.len());
+        self.params.push(Param { name: name.to_string(), shape: shape.to_vec(), value });
+    }
+
+    /// Adds a tensor initialised uniformly on `[-bound, bound]`.
+    pub fn insert_uniform(&mut self, name: &str, shape: &[usize], bound: f64, rng: &mut ChaCha8Rng) {
+        let n: usize = shape.iter().product();
+        let values = (0..n).map(|_| rng.gen_range(-bound..=bound) as f32).collect();
+        self.insert(name, shape, values);
+    }
+
+    pub fn insert_zeros(&mut self, name: &str, shape: &[usize]) {
+        let n: usize = shape.iter().product();
+        self.insert(name, shape, vec![0.0; n]);
+    }
+
+    pub fn get(&self, name: &str) -> &Param {
+        match self.index.get(name) {
+            Some(&i) => &self.params[i],
+            None => panic!("no parameter `{name}`; have {:?}", self.names()),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The parameter as a matrix on a fresh tape: gradients of every use reach it.
+    pub fn traced(&self, name: &str) -> Traced {
+        trace(&self.get(name).value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Param> {
+        self.params.iter()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.params.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Trainable scalars whose names start with `prefix` (`""` for all).
+    pub fn count(&self, prefix: &str) -> usize {
+        self.params.iter().filter(|p| p.name.starts_with(prefix)).map(Param::numel).sum()
+    }
+
+    pub fn set_values(&mut self, i: usize, value: Matrix) {
+        let p = &mut self.params[i];
+        debug_assert_eq!(p.value.shape(), value.shape());
+        p.value = value;
+    }
+
+    pub fn param_at(&self, i: usize) -> &Param {
+        &self.params[i]
+    }
+
+    /// Values of one parameter, row-major.
+    pub fn values(&self, name: &str) -> Vec<f32> {
+        self.get(name).value.as_vec()
+    }
+
+    /// Replaces one parameter's values (same shape), e.g. when loading a checkpoint.
+    pub fn load_values(&mut self, name: &str, values: Vec<f32>) -> Result<(), String> {
+        let Some(&i) = self.index.get(name) else {
+            return Err(format!("unknown parameter `{name}`"));
+        };
+        let p = &self.params[i];
+        if values.len() != p.numel() {
+            return Err(format!("`{name}` has {} values, expected {} for shape {:?}", values.len(), p.numel(), p.shape));
+        }
+        let (rows, cols) = matrix_dims(&p.shape);
+        let value = matrix(&device(), values, rows, cols);
+        self.params[i].value = value;
+        Ok(())
+    }
+
+    pub fn device(&self) -> Dev {
+        device()
+    }
+}
+
+/// Vectors are stored as one-row matrices.
+fn matrix_dims(shape: &[usize]) -> (usize, usize) {
+    match shape {
+        [n] => (1, *n),
+        [r, c] => (*r, *c),
+        _ => unreachable!("checked on insert"),
+    }
+}
+
+impl ParamStore {
+    /// A 1-axis parameter as a traced vector `[n]`.
+    pub fn traced_vector(&self, name: &str) -> Tensor<(usize,), f32, Dev, crate::tensor::Tape> {
+        let p = self.get(name);
+        assert_eq!(p.shape.len(), 1, "`{name}` is not a vector");
+        self.traced(name).reshape_like(&(p.shape[0],))
+    }
+}

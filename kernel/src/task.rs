@@ -1,0 +1,130 @@
+//! The task contract: data, batches, where the loss reads, and how runs are compared.
+
+use crate::error::PluginError;
+
+/// Which time steps the loss and the metrics read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum LossAt {
+    /// Only the last step (classification of a whole sequence).
+    LastStep,
+    /// Every step (sequence prediction, language modelling).
+    EveryStep,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "train" => Ok(Split::Train),
+            "valid" | "validation" => Ok(Split::Valid),
+            "test" => Ok(Split::Test),
+            _ => Err(format!("unknown split `{s}`; valid: train, valid, test")),
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        })
+    }
+}
+
+/// Encoded inputs of a batch, time-major: step `t`, sequence `b`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inputs {
+    /// `[steps][batch][width]` values (spikes as 0/1, rates, ...).
+    Dense(Vec<f32>),
+    /// `[steps][batch]` symbols, fed as one-hot vectors times `scale`.
+    OneHot { symbols: Vec<u32>, scale: f32 },
+}
+
+/// A batch of sequences.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub steps: usize,
+    pub batch: usize,
+    pub inputs: Inputs,
+    /// Class per read step: `[batch]` for [`LossAt::LastStep`], `[steps][batch]` for
+    /// [`LossAt::EveryStep`].
+    pub targets: Vec<usize>,
+}
+
+/// The metric a task selects models by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// One of the trainer's metric names: `accuracy`, `loss`, `bits_per_byte`.
+    pub metric: &'static str,
+    pub higher_is_better: bool,
+}
+
+/// What a task is built with besides its own settings.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    /// The experiment's seed; fixed evaluation sets derive from it.
+    pub seed: u64,
+}
+
+/// A configured task.
+pub trait Task: Send + Sync {
+    /// Width of the encoded input per step (`D_in`).
+    fn input_width(&self) -> usize;
+    /// Number of classes (vocabulary size for language modelling).
+    fn classes(&self) -> usize;
+    /// Steps per training sequence (for FLOP and throughput reports).
+    fn sequence_length(&self) -> usize;
+    fn loss_at(&self) -> LossAt;
+    /// The training batch of `step`. It must depend only on the task's settings, the
+    /// seed and `step`: that is what makes resumed runs continue exactly.
+    fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError>;
+    /// The fixed evaluation batches of a split (the same at every evaluation).
+    fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError>;
+    /// The metric model selection uses.
+    fn selection(&self) -> Selection {
+        Selection { metric: "accuracy", higher_is_better: true }
+    }
+    /// Accuracy a constant guess reaches, for reports.
+    fn chance_accuracy(&self) -> f64 {
+        1.0 / self.classes() as f64
+    }
+}
+
+/// Checks a batch a task produced against what the task declares; the kernel refuses
+/// malformed batches with a message instead of panicking inside a tensor op.
+pub fn validate_batch(task: &dyn Task, b: &Batch) -> Result<(), PluginError> {
+    let width = task.input_width();
+    let input_len_ok = match &b.inputs {
+        Inputs::Dense(v) => v.len() == b.steps * b.batch * width,
+        Inputs::OneHot { symbols, .. } => {
+            if let Some(s) = symbols.iter().find(|&&s| s as usize >= width) {
+                return Err(PluginError::new(format!("symbol {s} outside the input width {width}")));
+            }
+            symbols.len() == b.steps * b.batch
+        }
+    };
+    if !input_len_ok {
+        return Err(PluginError::new(format!("batch inputs do not match {} steps x {} sequences x width {width}", b.steps, b.batch)));
+    }
+    let reads = match task.loss_at() {
+        LossAt::LastStep => b.batch,
+        LossAt::EveryStep => b.steps * b.batch,
+    };
+    if b.targets.len() != reads {
+        return Err(PluginError::new(format!("batch has {} targets, expected {reads}", b.targets.len())));
+    }
+    if let Some(t) = b.targets.iter().find(|&&t| t >= task.classes()) {
+        return Err(PluginError::new(format!("target {t} outside the {} classes", task.classes())));
+    }
+    Ok(())
+}
