@@ -17,6 +17,7 @@ pub mod schema;
 pub mod task;
 pub mod tensor;
 
+pub use dfdx;
 pub use inventory;
 
 /// Versions recorded in summaries and checkpoints.

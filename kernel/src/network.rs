@@ -268,3 +268,45 @@ pub fn cross_entropy(pass: ForwardPass, targets: &[usize], classes: usize, smoot
     }
     (loss, stats)
 }
+
+/// The result of one forward and backward pass.
+pub struct Gradients {
+    /// Total loss (cross-entropy plus penalties).
+    pub loss: f32,
+    pub stats: BatchStats,
+    /// Each penalty's value, as added to the loss.
+    pub penalties: Vec<(String, f32)>,
+    /// One gradient per parameter, in store order.
+    pub grads: Vec<Matrix>,
+}
+
+impl Network {
+    /// Loss and gradients of every parameter for one batch.
+    pub fn loss_and_gradients(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt, smoothing: f64) -> Gradients {
+        let pass = self.forward(ctx, batch, loss_at);
+        let (mut loss, stats) = cross_entropy(pass, &batch.targets, self.classes, smoothing);
+        let mut penalties = Vec::new();
+        for (name, term) in ctx.penalties.drain(..) {
+            penalties.push((name, term.array()));
+            loss = loss + term;
+        }
+        let value = loss.array();
+        let mut grads = loss.backward();
+        let grads = self
+            .params
+            .iter()
+            .map(|p| {
+                // A parameter the loss never reached gets a zero gradient, not a panic.
+                grads.try_alloc_for(&p.value).expect("allocating a gradient");
+                grads.get(&p.value)
+            })
+            .collect();
+        Gradients { loss: value, stats, penalties, grads }
+    }
+
+    /// Loss statistics of one batch without gradients (evaluation).
+    pub fn evaluate_batch(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt) -> BatchStats {
+        let pass = self.forward(ctx, batch, loss_at);
+        cross_entropy(pass, &batch.targets, self.classes, 0.0).1
+    }
+}

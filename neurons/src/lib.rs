@@ -1,1 +1,4 @@
+//! Neuron models, each registered as a plugin.
 
+pub mod linear;
+mod wiring;

@@ -1,1 +1,8 @@
+//! Connectivity patterns: each gives every unit of a layer a list of source indices
+//! into `[external inputs ; the layer's previous outputs]`.
 
+mod dense;
+mod random_fan_in;
+
+pub use dense::Dense;
+pub use random_fan_in::RandomFanIn;
