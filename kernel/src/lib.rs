@@ -3,6 +3,7 @@
 //! optimisers and schedules, the trainer and run directories. It names no plugin.
 
 pub mod budget;
+pub mod checkpoint;
 pub mod config;
 pub mod connectivity;
 pub mod error;
@@ -12,10 +13,12 @@ pub mod optim;
 pub mod params;
 pub mod registry;
 pub mod rng;
+pub mod rundir;
 pub mod schedule;
 pub mod schema;
 pub mod task;
 pub mod tensor;
+pub mod trainer;
 
 pub use dfdx;
 pub use inventory;

@@ -1,1 +1,3 @@
+//! Tasks, each registered as a plugin.
 
+pub mod delayed_recall;

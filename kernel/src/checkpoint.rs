@@ -1,0 +1,148 @@
+//! Checkpoints: weights and optimiser moments as safetensors (the config and step in
+//! the weights' metadata), the trainer's position as JSON beside them.
+
+use crate::error::RunError;
+use crate::optim::Optimizer;
+use crate::params::ParamStore;
+use crate::rundir::{write_atomic, RunDir};
+use crate::tensor::{device, matrix};
+use dfdx::prelude::HasShape;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const WEIGHTS: &str = "weights.safetensors";
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+pub const TRAINER: &str = "trainer.json";
+
+/// Named f32 tensors with their shapes.
+pub type NamedTensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+pub fn save_tensors(path: &Path, tensors: &NamedTensors, metadata: HashMap<String, String>) -> Result<(), RunError> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (name.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RunError::Checkpoint(format!("encoding {}: {e:?}", path.display())))?;
+    let data = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| RunError::Checkpoint(format!("encoding {}: {e:?}", path.display())))?;
+    write_atomic(path, &data)
+}
+
+pub fn load_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String>), RunError> {
+    let data = std::fs::read(path).map_err(|e| RunError::io(format!("reading {}", path.display()), e))?;
+    let bad = |e: safetensors::SafeTensorError| RunError::Checkpoint(format!("{} is not a readable safetensors file: {e:?}", path.display()));
+    let (_, meta) = SafeTensors::read_metadata(&data).map_err(bad)?;
+    let st = SafeTensors::deserialize(&data).map_err(bad)?;
+    let mut out = Vec::new();
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    for name in names {
+        let view = st.tensor(&name).map_err(bad)?;
+        if view.dtype() != Dtype::F32 {
+            return Err(RunError::Checkpoint(format!("{}: tensor `{name}` is {:?}, expected F32", path.display(), view.dtype())));
+        }
+        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        out.push((name, view.shape().to_vec(), values));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+pub fn store_tensors(store: &ParamStore) -> NamedTensors {
+    store.iter().map(|p| (p.name.clone(), p.shape.clone(), p.value.as_vec())).collect()
+}
+
+/// Loads weights into a store built from the same config; every parameter must be
+/// present with its shape, and nothing else may be.
+pub fn load_weights(path: &Path, store: &mut ParamStore) -> Result<HashMap<String, String>, RunError> {
+    let (tensors, meta) = load_tensors(path)?;
+    let mut seen = 0;
+    for (name, shape, values) in tensors {
+        if !store.contains(&name) {
+            return Err(RunError::Checkpoint(format!("{}: unexpected tensor `{name}` (the model has {:?})", path.display(), store.names())));
+        }
+        let want = &store.get(&name).shape;
+        if &shape != want {
+            return Err(RunError::Checkpoint(format!("{}: `{name}` has shape {shape:?}, the model needs {want:?}", path.display())));
+        }
+        store.load_values(&name, values).map_err(RunError::Checkpoint)?;
+        seen += 1;
+    }
+    if seen != store.len() {
+        return Err(RunError::Checkpoint(format!("{}: holds {seen} of the model's {} tensors", path.display(), store.len())));
+    }
+    Ok(meta)
+}
+
+pub fn save_weights(path: &Path, store: &ParamStore, config_ron: &str, step: u64) -> Result<(), RunError> {
+    let meta = HashMap::from([
+        ("config".to_string(), config_ron.to_string()),
+        ("step".to_string(), step.to_string()),
+        ("format".to_string(), "elmlab-weights-1".to_string()),
+    ]);
+    save_tensors(path, &store_tensors(store), meta)
+}
+
+pub fn save_optimizer(path: &Path, opt: &Optimizer, store: &ParamStore) -> Result<(), RunError> {
+    let mut tensors = Vec::new();
+    for (i, p) in store.iter().enumerate() {
+        tensors.push((format!("m.{}", p.name), p.shape.clone(), opt.m[i].as_vec()));
+        tensors.push((format!("v.{}", p.name), p.shape.clone(), opt.v[i].as_vec()));
+    }
+    save_tensors(path, &tensors, HashMap::from([("updates".to_string(), opt.updates.to_string())]))
+}
+
+pub fn load_optimizer(path: &Path, opt: &mut Optimizer, store: &ParamStore) -> Result<(), RunError> {
+    let (tensors, meta) = load_tensors(path)?;
+    let by_name: HashMap<&str, &Vec<f32>> = tensors.iter().map(|(n, _, v)| (n.as_str(), v)).collect();
+    let dev = device();
+    for (i, p) in store.iter().enumerate() {
+        for (slot, prefix) in [(&mut opt.m[i], "m."), (&mut opt.v[i], "v.")] {
+            let key = format!("{prefix}{}", p.name);
+            let values = by_name.get(key.as_str()).ok_or_else(|| RunError::Checkpoint(format!("{}: missing `{key}`", path.display())))?;
+            if values.len() != p.numel() {
+                return Err(RunError::Checkpoint(format!("{}: `{key}` has {} values, expected {}", path.display(), values.len(), p.numel())));
+            }
+            let (rows, cols) = (p.value.shape().0, p.value.shape().1);
+            *slot = matrix(&dev, (*values).clone(), rows, cols);
+        }
+    }
+    opt.updates = meta.get("updates").and_then(|u| u.parse().ok()).ok_or_else(|| RunError::Checkpoint(format!("{}: no update count", path.display())))?;
+    Ok(())
+}
+
+/// Writes a complete checkpoint for `step`, then points `latest` at it, then removes
+/// older ones. A crash at any point leaves the previous checkpoint usable.
+pub fn write_checkpoint(
+    run: &RunDir,
+    step: u64,
+    store: &ParamStore,
+    opt: &Optimizer,
+    trainer_state: &serde_json::Value,
+    config_ron: &str,
+) -> Result<PathBuf, RunError> {
+    let root = run.checkpoints_dir();
+    let name = format!("step-{step:09}");
+    let dir = root.join(&name);
+    let tmp = root.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| RunError::io(format!("creating {}", tmp.display()), e))?;
+    save_weights(&tmp.join(WEIGHTS), store, config_ron, step)?;
+    save_optimizer(&tmp.join(OPTIMIZER), opt, store)?;
+    let state = serde_json::to_vec_pretty(trainer_state).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+    write_atomic(&tmp.join(TRAINER), &state)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(|e| RunError::io(format!("renaming {} to {}", tmp.display(), dir.display()), e))?;
+    write_atomic(&root.join("latest"), name.as_bytes())?;
+    // Older checkpoints are no longer needed once `latest` points past them.
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with("step-") && n != name {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,61 @@
+//! Command-line arguments.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "elmlab", version, about = "Experiments with recurrent networks of expressive neurons under parameter budgets")]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Registered neuron models, connectivity patterns and tasks, with their settings.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The resolved config and the model's sizes: units, k_e, k_c, parameters, FLOPs.
+    Inspect {
+        /// Experiment config (RON).
+        config: PathBuf,
+        /// Overrides, `dotted.key=value` (e.g. model.units=57 train.optimizer.lr=1e-3).
+        overrides: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a model; Ctrl-C stops with a checkpoint that `--resume` continues.
+    Train {
+        /// Experiment config (RON); not needed with --resume.
+        #[arg(required_unless_present = "resume")]
+        config: Option<PathBuf>,
+        /// Overrides, `dotted.key=value`.
+        overrides: Vec<String>,
+        /// Run directory (default: <out_dir>/<name>-s<seed>, numbered if taken).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory from its latest checkpoint.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out"])]
+        resume: Option<PathBuf>,
+        /// Stop with a checkpoint after this many steps (for time-limited jobs).
+        #[arg(long, value_name = "STEPS")]
+        halt_after: Option<u64>,
+    },
+    /// Evaluate a run's weights on a split.
+    Eval {
+        run_dir: PathBuf,
+        /// train, valid or test.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Which weights: `best` (selected on validation) or `last` (latest checkpoint).
+        #[arg(long, default_value = "best")]
+        weights: String,
+        #[arg(long)]
+        json: bool,
+    },
+}

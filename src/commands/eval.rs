@@ -1,0 +1,36 @@
+//! `elmlab eval`: metrics of a run's best or latest weights on a split.
+
+use anyhow::{Context, Result};
+use elmlab_kernel::checkpoint::{load_weights, WEIGHTS};
+use elmlab_kernel::config::ResolvedConfig;
+use elmlab_kernel::registry::Registry;
+use elmlab_kernel::rundir::RunDir;
+use elmlab_kernel::task::Split;
+use elmlab_kernel::trainer::Session;
+use serde_json::json;
+use std::path::Path;
+
+pub fn run(registry: &Registry, dir: &Path, split: &str, weights: &str, as_json: bool) -> Result<i32> {
+    let split: Split = split.parse().map_err(anyhow::Error::msg)?;
+    let run = RunDir::open(dir)?;
+    let resolved = ResolvedConfig::load(&run.config_path(), &[], registry).with_context(|| format!("the config stored in {}", dir.display()))?;
+    let mut session = Session::prepare(resolved, registry)?;
+    let path = match weights {
+        "best" => run.best_dir().join(WEIGHTS),
+        "last" => run.latest_checkpoint()?.with_context(|| format!("{} has no checkpoint yet", dir.display()))?.join(WEIGHTS),
+        other => anyhow::bail!("--weights must be `best` or `last`, got `{other}`"),
+    };
+    if !path.is_file() {
+        anyhow::bail!("{} does not exist (no {weights} weights in this run yet)", path.display());
+    }
+    let meta = load_weights(&path, &mut session.network.params)?;
+    let metrics = session.evaluate(split)?;
+    let step = meta.get("step").cloned().unwrap_or_default();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "run": dir, "split": split, "weights": weights, "step": step, "metrics": metrics }))?);
+    } else {
+        let text: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {:.4}", v.as_f64().unwrap_or(f64::NAN))).collect();
+        println!("{} {split} ({weights} weights, step {step}): {}", dir.display(), text.join("  "));
+    }
+    Ok(0)
+}

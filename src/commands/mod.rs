@@ -1,0 +1,21 @@
+//! One module per subcommand.
+
+mod eval;
+mod inspect;
+mod list;
+mod train;
+
+use crate::cli::{Cli, Command};
+use anyhow::Result;
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    crate::logging::init(cli.verbose);
+    let registry = elmlab_kernel::registry::Registry::builtin();
+    match cli.command {
+        Command::List { json } => list::run(&registry, json),
+        Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
+        Command::Train { config, overrides, out, resume, halt_after } => train::run(&registry, config, overrides, out, resume, halt_after),
+        Command::Eval { run_dir, split, weights, json } => eval::run(&registry, &run_dir, &split, &weights, json),
+    }
+}

@@ -1,0 +1,85 @@
+//! `elmlab train`: a new run, or `--resume` of an interrupted one.
+
+use crate::progress::Progress;
+use anyhow::{Context, Result};
+use elmlab_kernel::config::ResolvedConfig;
+use elmlab_kernel::registry::Registry;
+use elmlab_kernel::rundir::RunDir;
+use elmlab_kernel::trainer::{train, Outcome, Session, TrainOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>) -> Result<i32> {
+    let (run_dir, resolved, resuming) = match resume {
+        Some(dir) => {
+            if !overrides.is_empty() {
+                anyhow::bail!("--resume continues a run with the config stored in it; overrides are not accepted ({})", overrides.join(" "));
+            }
+            let run = RunDir::open(&dir)?;
+            let resolved = ResolvedConfig::load(&run.config_path(), &[], registry).with_context(|| format!("the config stored in {}", dir.display()))?;
+            (run, resolved, true)
+        }
+        None => {
+            let config = config.context("a config file is needed (or --resume RUN_DIR)")?;
+            let resolved = ResolvedConfig::load(&config, &overrides, registry)?;
+            let dir = match out {
+                Some(d) => d,
+                None => free_run_dir(Path::new(&resolved.config.out_dir), &resolved.config.name, resolved.config.seed),
+            };
+            (RunDir::create(&dir)?, resolved, false)
+        }
+    };
+    // Build (and refuse bad shapes) before anything is written into the run directory.
+    let mut session = Session::prepare(resolved, registry)?;
+    crate::logging::to_file(&run_dir.log_path()).with_context(|| format!("opening {}", run_dir.log_path().display()))?;
+    let plan = &session.plan;
+    tracing::info!(
+        run = %run_dir.path.display(),
+        neuron = %plan.neuron, units = plan.units, k_e = plan.k_e, k_c = plan.k_c, params = plan.total_params,
+        "{} training", if resuming { "resuming" } else { "starting" }
+    );
+
+    let options = TrainOptions { resume: resuming, halt_after, ..TrainOptions::default() };
+    let flag = options.interrupt.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting without a new checkpoint (the last one is intact)");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: writing a checkpoint at the end of this step (Ctrl-C again to quit now)");
+    });
+    let interrupted = options.interrupt.clone();
+    let mut progress = Progress::new();
+    match train(&mut session, &run_dir, &options, &mut progress)? {
+        Outcome::Finished(summary) => {
+            let best = &summary["best"];
+            println!(
+                "finished {}: best valid {} {:.4} at step {}, test {:.4}  ({} parameters, {:.1} steps/s)",
+                run_dir.path.display(),
+                best["metric"].as_str().unwrap_or(""),
+                best["value"].as_f64().unwrap_or(f64::NAN),
+                best["step"],
+                best["test"][best["metric"].as_str().unwrap_or("")].as_f64().unwrap_or(f64::NAN),
+                summary["params"]["total"],
+                summary["steps_per_s"].as_f64().unwrap_or(0.0),
+            );
+            Ok(0)
+        }
+        Outcome::Stopped { step } => {
+            println!("stopped at step {step}; continue with: elmlab train --resume {}", run_dir.path.display());
+            Ok(if interrupted.load(Ordering::SeqCst) { 130 } else { 0 })
+        }
+    }
+}
+
+/// `<out_dir>/<name>-s<seed>`, or the first of `-2`, `-3`, ... not taken yet.
+fn free_run_dir(out_dir: &Path, name: &str, seed: u64) -> PathBuf {
+    let base = format!("{name}-s{seed}");
+    let mut candidate = out_dir.join(&base);
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = out_dir.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}

@@ -1,0 +1,165 @@
+//! Delayed recall: a class cue is shown for a few steps, then a delay filled with noise,
+//! then a recall marker; the class is read from the last step's logits. It needs memory
+//! over the delay (the difficulty knob) and is fully synthetic, so it runs anywhere.
+
+use elmlab_kernel::error::PluginError;
+use elmlab_kernel::registry::TaskEntry;
+use elmlab_kernel::rng::stream;
+use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
+use elmlab_kernel::task::{Batch, Inputs, LossAt, Split, Task, TaskContext};
+use rand::Rng;
+
+static FIELDS: &[F] = &[
+    F::new("classes", K::Int { min: 2 }, D::Int(8), "number of cue classes"),
+    F::new("cue_steps", K::Int { min: 1 }, D::Int(5), "steps the cue is shown"),
+    F::new("delay", K::Int { min: 0 }, D::Int(40), "steps between the cue and the recall marker"),
+    F::new("noise_channels", K::Int { min: 0 }, D::Int(8), "extra channels carrying only noise"),
+    F::new("noise_rate", K::Float { min: 0.0 }, D::Float(0.1), "probability of a spurious spike per channel and step"),
+    F::new("valid_batches", K::Int { min: 1 }, D::Int(8), "fixed validation batches"),
+    F::new("test_batches", K::Int { min: 1 }, D::Int(8), "fixed test batches"),
+];
+
+elmlab_kernel::inventory::submit! {
+    TaskEntry { name: "delayed_recall", doc: "remember a cued class over a noisy delay; read at the last step (synthetic)", fields: FIELDS, build }
+}
+
+#[derive(Clone, Debug)]
+pub struct DelayedRecall {
+    pub classes: usize,
+    pub cue_steps: usize,
+    pub delay: usize,
+    pub noise_channels: usize,
+    pub noise_rate: f64,
+    pub valid_batches: usize,
+    pub test_batches: usize,
+    pub seed: u64,
+}
+
+fn build(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+    let noise_rate = s.float("noise_rate");
+    if noise_rate > 1.0 {
+        return Err(PluginError::new(format!("noise_rate is a probability, got {noise_rate}")));
+    }
+    Ok(Box::new(DelayedRecall {
+        classes: s.usize("classes"),
+        cue_steps: s.usize("cue_steps"),
+        delay: s.usize("delay"),
+        noise_channels: s.usize("noise_channels"),
+        noise_rate,
+        valid_batches: s.usize("valid_batches"),
+        test_batches: s.usize("test_batches"),
+        seed: ctx.seed,
+    }))
+}
+
+impl DelayedRecall {
+    /// Channel of the recall marker; cue channels are `0..classes`, noise channels follow the marker.
+    fn marker(&self) -> usize {
+        self.classes
+    }
+
+    fn sample(&self, rng: &mut impl Rng, batch: usize) -> Batch {
+        let (w, steps) = (self.input_width(), self.sequence_length());
+        let mut inputs = vec![0.0f32; steps * batch * w];
+        let mut targets = Vec::with_capacity(batch);
+        for b in 0..batch {
+            let y = rng.gen_range(0..self.classes);
+            targets.push(y);
+            for t in 0..steps {
+                let row = &mut inputs[(t * batch + b) * w..(t * batch + b + 1) * w];
+                for v in row.iter_mut() {
+                    if rng.gen::<f64>() < self.noise_rate {
+                        *v = 1.0;
+                    }
+                }
+                row[self.marker()] = 0.0;
+                if t < self.cue_steps {
+                    row[y] = 1.0;
+                }
+                if t == steps - 1 {
+                    row[self.marker()] = 1.0;
+                }
+            }
+        }
+        Batch { steps, batch, inputs: Inputs::Dense(inputs), targets }
+    }
+}
+
+impl Task for DelayedRecall {
+    fn input_width(&self) -> usize {
+        self.classes + 1 + self.noise_channels
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn sequence_length(&self) -> usize {
+        self.cue_steps + self.delay + 1
+    }
+    fn loss_at(&self) -> LossAt {
+        LossAt::LastStep
+    }
+    fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError> {
+        Ok(self.sample(&mut stream(self.seed, "delayed_recall/train", step), batch))
+    }
+    fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError> {
+        let (purpose, n) = match split {
+            Split::Train => ("delayed_recall/train-eval", self.valid_batches),
+            Split::Valid => ("delayed_recall/valid", self.valid_batches),
+            Split::Test => ("delayed_recall/test", self.test_batches),
+        };
+        Ok((0..n as u64).map(|i| self.sample(&mut stream(self.seed, purpose, i), batch)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use elmlab_kernel::registry::Registry;
+    use elmlab_kernel::schema::default_settings;
+    use elmlab_kernel::task::validate_batch;
+
+    fn task() -> Box<dyn Task> {
+        let e = Registry::builtin().tasks.get("delayed_recall").unwrap();
+        (e.build)(&default_settings(e.fields), &TaskContext { seed: 3 }).unwrap()
+    }
+
+    #[test]
+    fn batches_have_the_declared_layout() {
+        let t = task();
+        assert_eq!((t.input_width(), t.classes(), t.sequence_length()), (17, 8, 46));
+        let b = t.train_batch(0, 4).unwrap();
+        validate_batch(t.as_ref(), &b).unwrap();
+        let Inputs::Dense(x) = &b.inputs else { panic!() };
+        for (s, &y) in b.targets.iter().enumerate() {
+            // the cue channel is on for the first cue steps, the marker only at the end
+            for step in 0..5 {
+                assert_eq!(x[(step * 4 + s) * 17 + y], 1.0);
+            }
+            for step in 0..46 {
+                assert_eq!(x[(step * 4 + s) * 17 + 8], if step == 45 { 1.0 } else { 0.0 });
+            }
+        }
+    }
+
+    #[test]
+    fn training_batches_depend_on_step_and_eval_sets_are_fixed() {
+        let t = task();
+        assert_eq!(t.train_batch(5, 3).unwrap(), t.train_batch(5, 3).unwrap());
+        assert_ne!(t.train_batch(5, 3).unwrap(), t.train_batch(6, 3).unwrap());
+        assert_eq!(t.eval_batches(Split::Valid, 4).unwrap(), t.eval_batches(Split::Valid, 4).unwrap());
+        assert_ne!(t.eval_batches(Split::Valid, 4).unwrap(), t.eval_batches(Split::Test, 4).unwrap());
+        assert_eq!(t.eval_batches(Split::Test, 4).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn labels_cover_the_classes() {
+        let t = task();
+        let mut seen = [0usize; 8];
+        for s in 0..50 {
+            for y in t.train_batch(s, 16).unwrap().targets {
+                seen[y] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+}
