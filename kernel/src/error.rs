@@ -30,8 +30,8 @@ pub enum ConfigError {
     Missing { key: String, doc: String },
     #[error("override `{text}` is not of the form key=value (for example model.units=57)")]
     BadOverride { text: String },
-    #[error("unknown {noun} `{name}`; registered: {registered}")]
-    UnknownPlugin { noun: String, name: String, registered: String },
+    #[error("unknown {noun} `{name}`{place}; registered: {registered}")]
+    UnknownPlugin { noun: String, name: String, place: String, registered: String },
     #[error("{0}")]
     Invalid(String),
 }

@@ -310,3 +310,41 @@ impl Network {
         cross_entropy(pass, &batch.targets, self.classes, 0.0).1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Smoothed cross-entropy and its gradient against the closed forms
+    /// `-Σ_c q_c log softmax(z)_c` and `(softmax(z) - q) / positions`.
+    #[test]
+    fn smoothed_cross_entropy_value_and_gradient() {
+        let dev = device();
+        let z = [[1.0f64, -0.5], [0.2, 2.0], [-1.0, 0.3]]; // [classes=3][batch=2]
+        let values: Vec<f32> = z.iter().flatten().map(|&v| v as f32).collect();
+        let logits = matrix(&dev, values, 3, 2);
+        let targets = [2usize, 1];
+        let alpha = 0.1;
+        let pass = ForwardPass { logits: vec![trace(&logits)], leftovers: vec![] };
+        let (loss, stats) = cross_entropy(pass, &targets, 3, alpha);
+        let value = loss.array() as f64;
+        let grads = loss.backward().get(&logits).as_vec();
+        let mut expect = 0.0;
+        for (s, &y) in targets.iter().enumerate() {
+            let col: Vec<f64> = (0..3).map(|c| z[c][s]).collect();
+            let lse = col.iter().map(|v| v.exp()).sum::<f64>().ln();
+            for c in 0..3 {
+                let q = alpha / 3.0 + if c == y { 1.0 - alpha } else { 0.0 };
+                expect -= q * (col[c] - lse) / 2.0;
+                let g = ((col[c] - lse).exp() - q) / 2.0;
+                assert!((grads[c * 2 + s] as f64 - g).abs() < 1e-6, "grad [{c},{s}]");
+            }
+        }
+        assert!((value - expect).abs() < 1e-6, "{value} vs {expect}");
+        // statistics are unsmoothed: plain cross-entropy and argmax accuracy
+        let plain: f64 = targets.iter().enumerate().map(|(s, &y)| (0..3).map(|c| z[c][s].exp()).sum::<f64>().ln() - z[y][s]).sum();
+        assert!((stats.nats - plain).abs() < 1e-5);
+        // argmax of sequence 0 is class 0 (target 2), of sequence 1 class 1 (target 1)
+        assert_eq!((stats.correct, stats.count), (1, 2));
+    }
+}

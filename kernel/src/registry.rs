@@ -109,6 +109,7 @@ impl<E: Described + 'static> Family<E> {
         self.entries.iter().find(|(e, _)| e.name() == name).map(|(e, _)| *e).ok_or_else(|| ConfigError::UnknownPlugin {
             noun: self.family.noun().to_string(),
             name: name.to_string(),
+            place: String::new(),
             registered: self.names().join(", "),
         })
     }
@@ -150,6 +151,14 @@ impl Registry {
             neurons: Family::new(PluginFamily::Neuron, inventory::iter::<NeuronEntry>.into_iter()),
             connectivity: Family::new(PluginFamily::Connectivity, inventory::iter::<ConnectivityEntry>.into_iter()),
             tasks: Family::new(PluginFamily::Task, inventory::iter::<TaskEntry>.into_iter()),
+        }
+    }
+
+    pub fn names(&self, family: PluginFamily) -> Vec<&'static str> {
+        match family {
+            PluginFamily::Neuron => self.neurons.names(),
+            PluginFamily::Connectivity => self.connectivity.names(),
+            PluginFamily::Task => self.tasks.names(),
         }
     }
 

@@ -7,3 +7,6 @@ mod resolve;
 pub use experiment::*;
 pub use node::{split_override, to_ron, Node};
 pub use resolve::resolve_section;
+
+#[cfg(test)]
+mod tests;

@@ -39,6 +39,7 @@ fn default_of(field: &FieldSpec, key: &str, registry: &Registry) -> Result<Value
     match (field.kind, field.default) {
         (FieldKind::Section(fields), _) => resolve_section(fields, &Node::empty_map(), key, registry),
         (FieldKind::Plugin(_), DefaultValue::Text(kind)) => resolve_value(field, &Node::Text(kind.to_string()), key, registry),
+        (FieldKind::Plugin(family), _) => Err(ConfigError::Missing { key: key.to_string(), doc: format!("give `{key}: (kind: ...)` with one of: {}", registry.names(family).join(", ")) }),
         (_, default) => default.to_json().ok_or_else(|| ConfigError::Missing { key: key.to_string(), doc: field.doc.to_string() }),
     }
 }
@@ -48,6 +49,10 @@ fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry)
     // An override is text until the schema says what it must be.
     let parsed;
     let node = match node {
+        Node::Override(_) if matches!(field.kind, FieldKind::Section(_)) => {
+            let FieldKind::Section(fields) = field.kind else { unreachable!() };
+            return Err(ConfigError::WrongType { key: key.to_string(), expected: format!("a section; set its keys ({})", key_list(fields)), got: node.brief() });
+        }
         Node::Override(text) => {
             parsed = parse_override(field.kind, text).ok_or_else(|| wrong(node))?;
             &parsed
@@ -111,19 +116,19 @@ fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry)
                     Some(other) => {
                         return Err(ConfigError::WrongType { key: join(key, "kind"), expected: format!("the name of a {}", family.noun()), got: other.brief() })
                     }
+                    None if matches!(field.default, DefaultValue::Text(_)) => {
+                        let DefaultValue::Text(default) = field.default else { unreachable!() };
+                        (default.to_string(), Some(map))
+                    }
                     None => {
-                        let names = match family {
-                            crate::schema::PluginFamily::Neuron => registry.neurons.names(),
-                            crate::schema::PluginFamily::Connectivity => registry.connectivity.names(),
-                            crate::schema::PluginFamily::Task => registry.tasks.names(),
-                        };
+                        let names = registry.names(family);
                         return Err(ConfigError::Missing { key: join(key, "kind"), doc: format!("one of: {}", names.join(", ")) });
                     }
                 },
                 other => return Err(wrong(other)),
             };
             let fields = registry.fields(family, &kind).map_err(|e| match e {
-                ConfigError::UnknownPlugin { noun, name, registered } => ConfigError::UnknownPlugin { noun: format!("{noun} (at `{}.kind`)", key), name, registered },
+                ConfigError::UnknownPlugin { noun, name, registered, .. } => ConfigError::UnknownPlugin { noun, name, place: format!(" (at `{key}.kind`)"), registered },
                 e => e,
             })?;
             let mut settings = match rest {
@@ -134,8 +139,19 @@ fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry)
                 }
                 None => Node::empty_map(),
             };
-            // Unknown keys inside a plugin list `kind` too.
-            if let Node::Map(m) = &settings {
+            // A `kind` switched on the command line drops the file's settings of the old
+            // plugin that the new one does not have; everything else must be declared.
+            let switched = matches!(node, Node::Map(m) if matches!(m.get("kind"), Some(Node::Override(_))));
+            if let Node::Map(m) = &mut settings {
+                if switched {
+                    m.retain(|k, v| {
+                        let keep = matches!(v, Node::Override(_)) || fields.iter().any(|f| f.name == k.as_str());
+                        if !keep {
+                            tracing::warn!("`{key}.{k}` does not apply to {} `{kind}`; ignored", family.noun());
+                        }
+                        keep
+                    });
+                }
                 if let Some(bad) = m.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
                     let mut valid = vec!["kind".to_string()];
                     valid.extend(fields.iter().map(|f| f.name.to_string()));

@@ -1,0 +1,34 @@
+//! Helpers for the end-to-end tests: run the real binary on configs in a temp folder.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const SMALL: &str = r#"(
+    name: "small",
+    seed: 5,
+    task: (kind: "delayed_recall", classes: 4, cue_steps: 3, delay: 8, noise_channels: 4, valid_batches: 2, test_batches: 2),
+    model: (neuron: (kind: "linear", synapses: 12, tau: (1.0, 50.0)), connectivity: (kind: "random_fan_in", recurrent_share: 0.3), units: 16),
+    train: (steps: 30, batch: 8, eval_batch: 16, optimizer: (kind: "adamax", lr: 1e-2), schedule: (warmup_steps: 5),
+            log_every: 4, eval_every: 10, checkpoint_every: 7, label_smoothing: 0.01),
+)"#;
+
+pub fn elmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_elmlab")).args(args).output().expect("running elmlab")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Writes `body` as a config file in `dir`.
+pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
