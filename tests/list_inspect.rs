@@ -29,7 +29,7 @@ fn inspect_reports_exact_accounting() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.ron", SMALL);
     let v = json(&["inspect", s(&cfg), "--json", "model.units=57"]);
-    // linear units: N (k_c + 1); head: C (N + 1)
+    // linear units: N (k_c + 1); output map: C (N + 1)
     assert_eq!(v["units"], 57);
     assert_eq!((v["k_e"].as_u64(), v["k_c"].as_u64()), (Some(1), Some(12)));
     assert_eq!(v["params"]["total"].as_u64(), Some(57 * 13 + 4 * 58));

@@ -1,5 +1,5 @@
 //! Model assembly and the forward pass: input encoding → the neuron model's recurrent
-//! layers → a dense head to class logits, with exact parameter accounting.
+//! layers → a dense output map to class logits, with exact parameter accounting.
 
 use crate::budget::largest_fitting;
 use crate::config::ModelConfig;
@@ -26,7 +26,7 @@ pub struct ModelPlan {
     pub classes: usize,
     pub k_e: usize,
     pub k_c: usize,
-    /// Every layer, the head last.
+    /// Every layer, the output map last.
     pub layers: Vec<LayerPlan>,
     pub total_params: usize,
     pub flops_per_step: u64,
@@ -72,7 +72,7 @@ impl ModelRecipe {
         let shape = self.shape(units);
         let mut layers = self.neuron.plan(&shape);
         let last = layers.last().map(|l| l.units).unwrap_or(self.input_width);
-        layers.push(head_plan(last, self.classes));
+        layers.push(output_plan(last, self.classes));
         let total_params = layers.iter().map(|l| l.params).sum();
         let flops_per_step = layers.iter().map(|l| l.flops_per_step).sum();
         let first = &layers[0];
@@ -115,8 +115,8 @@ impl ModelRecipe {
             .map_err(|source| BuildError::Plugin { plugin: format!("neuron `{}`", self.neuron_name), source })?;
         let last = layers.last().map(|l| l.units()).unwrap_or(self.input_width);
         let bound = 1.0 / (last as f64).sqrt();
-        params.insert_uniform("head.weight", &[self.classes, last], bound, rng);
-        params.insert_uniform("head.bias", &[self.classes], bound, rng);
+        params.insert_uniform("output.weight", &[self.classes, last], bound, rng);
+        params.insert_uniform("output.bias", &[self.classes], bound, rng);
         let mut width = self.input_width;
         for layer in &layers {
             if layer.input_width() != width {
@@ -137,8 +137,8 @@ impl ModelRecipe {
     }
 }
 
-fn head_plan(width: usize, classes: usize) -> LayerPlan {
-    LayerPlan { name: "head".into(), units: classes, k_e: width + 1, k_c: 0, params: classes * (width + 1), flops_per_step: (2 * classes * width + classes) as u64 }
+fn output_plan(width: usize, classes: usize) -> LayerPlan {
+    LayerPlan { name: "output".into(), units: classes, k_e: width + 1, k_c: 0, params: classes * (width + 1), flops_per_step: (2 * classes * width + classes) as u64 }
 }
 
 /// A built network: its layers and its parameters.
@@ -220,13 +220,13 @@ impl Network {
             LossAt::LastStep => xs.pop().into_iter().collect(),
             LossAt::EveryStep => xs,
         };
-        let logits = read.into_iter().map(|a| self.head(a, batch.batch)).collect();
+        let logits = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
         ForwardPass { logits, leftovers }
     }
 
-    fn head(&self, a: Traced, batch: usize) -> Traced {
-        let w = self.params.traced("head.weight");
-        let bias = self.params.traced_vector("head.bias").broadcast_like::<(usize, usize), Axis<1>>(&(self.classes, batch));
+    fn output_map(&self, a: Traced, batch: usize) -> Traced {
+        let w = self.params.traced("output.weight");
+        let bias = self.params.traced_vector("output.bias").broadcast_like::<(usize, usize), Axis<1>>(&(self.classes, batch));
         w.matmul(a) + bias
     }
 }

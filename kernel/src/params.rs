@@ -7,8 +7,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 
-/// One trainable tensor. Stored as a matrix; `shape` is the shape users see
-/// (PyTorch convention: a bias is `[n]`, a weight `[out, in]`).
+/// One trainable tensor. Stored as a matrix `[product of leading axes, last axis]`;
+/// `shape` is the shape users see (a bias `[n]`, a weight `[out, in]`, per-neuron
+/// weights `[N, out, in]`).
 #[derive(Clone, Debug)]
 pub struct Param {
     pub name: String,
@@ -33,10 +34,10 @@ impl ParamStore {
         Self::default()
     }
 
-    /// Adds a tensor of `shape` (1 or 2 axes) with the given row-major values.
+    /// Adds a tensor of `shape` (1 to 3 axes) with the given row-major values.
     pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) {
         assert!(!self.index.contains_key(name), "parameter `{name}` registered twice");
-        assert!(shape.len() == 1 || shape.len() == 2, "parameter `{name}`: only 1 or 2 axes are supported");
+        assert!((1..=3).contains(&shape.len()), "parameter `{name}`: 1 to 3 axes are supported");
         let (rows, cols) = matrix_dims(shape);
         assert_eq!(values.len(), rows * cols, "parameter `{name}`: {} values for shape {shape:?}", values.len());
         let value = matrix(&device(), values, rows, cols);
@@ -127,12 +128,12 @@ impl ParamStore {
     }
 }
 
-/// Vectors are stored as one-row matrices.
+/// Vectors are stored as one-row matrices, higher ranks with their leading axes folded.
 fn matrix_dims(shape: &[usize]) -> (usize, usize) {
     match shape {
         [n] => (1, *n),
-        [r, c] => (*r, *c),
-        _ => unreachable!("checked on insert"),
+        [lead @ .., last] => (lead.iter().product(), *last),
+        [] => unreachable!("checked on insert"),
     }
 }
 
@@ -142,5 +143,12 @@ impl ParamStore {
         let p = self.get(name);
         assert_eq!(p.shape.len(), 1, "`{name}` is not a vector");
         self.traced(name).reshape_like(&(p.shape[0],))
+    }
+
+    /// A 3-axis parameter as a traced `[a, b, c]` tensor.
+    pub fn traced3(&self, name: &str) -> Tensor<(usize, usize, usize), f32, Dev, crate::tensor::Tape> {
+        let p = self.get(name);
+        let [a, b, c] = p.shape[..] else { panic!("`{name}` is not a 3-axis tensor") };
+        self.traced(name).reshape_like(&(a, b, c))
     }
 }

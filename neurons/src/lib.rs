@@ -1,4 +1,5 @@
 //! Neuron models, each registered as a plugin.
 
+pub mod elm;
 pub mod linear;
 mod wiring;

@@ -44,8 +44,8 @@ fn network(relu: bool) -> (Network, Vec<Vec<usize>>) {
     // Non-zero biases so the bias gradient is exercised away from relu's kink.
     let b: Vec<f32> = (0..UNITS).map(|i| 0.1 * i as f32 - 0.05).collect();
     store.load_values("hidden.b", b).unwrap();
-    store.insert_uniform("head.weight", &[C, UNITS], 0.5, &mut rng);
-    store.insert_uniform("head.bias", &[C], 0.5, &mut rng);
+    store.insert_uniform("output.weight", &[C, UNITS], 0.5, &mut rng);
+    store.insert_uniform("output.bias", &[C], 0.5, &mut rng);
     // Recover the same connectome: the wiring is the first thing drawn from the stream.
     let wiring = TestWiring.wire(WiringShape { units: UNITS, input_width: D_IN, fan_in: K }, &mut stream(7, "init", 0)).unwrap();
     (Network { layers, params: store, classes: C, input_width: D_IN }, wiring.indices)
@@ -63,7 +63,7 @@ fn batch(at: LossAt) -> Batch {
 
 /// The reference: the spec's equations in f64, parameters by name.
 fn reference_loss(params: &std::collections::BTreeMap<String, Vec<f64>>, idx: &[Vec<usize>], b: &Batch, at: LossAt, relu: bool) -> f64 {
-    let (w_s, bias, hw, hb) = (&params["hidden.w_s"], &params["hidden.b"], &params["head.weight"], &params["head.bias"]);
+    let (w_s, bias, hw, hb) = (&params["hidden.w_s"], &params["hidden.b"], &params["output.weight"], &params["output.bias"]);
     let kappa: Vec<f64> = log_spaced(1.5, 20.0, UNITS).iter().map(|t| (-1.0 / t).exp()).collect();
     let Inputs::Dense(x) = &b.inputs else { unreachable!() };
     let mut total = 0.0;
