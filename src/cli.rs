@@ -46,6 +46,21 @@ pub enum Command {
         #[arg(long, value_name = "STEPS")]
         halt_after: Option<u64>,
     },
+    /// Run a model on an input batch (.npy [B, T, D_in], already encoded) and write the
+    /// per-step logits and internal states (activity, memory) to an .npz file.
+    Record {
+        /// A run directory, or a weights file (.safetensors; its config is read from its metadata).
+        source: PathBuf,
+        /// Input batch, float32 or float64 `.npy` of shape [B, T, D_in].
+        #[arg(long)]
+        input: PathBuf,
+        /// Output `.npz` (logits [B,T,C], hidden.activity [B,T,N], hidden.memory [B,T,N,d_m], ...).
+        #[arg(long)]
+        out: PathBuf,
+        /// For a run directory: `best` or `last` weights.
+        #[arg(long, default_value = "best")]
+        weights: String,
+    },
     /// Evaluate a run's weights on a split.
     Eval {
         run_dir: PathBuf,

@@ -3,7 +3,7 @@
 
 use crate::error::RunError;
 use crate::optim::Optimizer;
-use crate::params::ParamStore;
+use crate::params::{BufferValues, ParamStore};
 use crate::rundir::{write_atomic, RunDir};
 use crate::tensor::{device, matrix};
 use dfdx::prelude::HasShape;
@@ -15,15 +15,21 @@ pub const WEIGHTS: &str = "weights.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const TRAINER: &str = "trainer.json";
 
-/// Named f32 tensors with their shapes.
-pub type NamedTensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+/// Named tensors (f32 values or i64 indices) with their shapes.
+pub type NamedTensors = Vec<(String, Vec<usize>, BufferValues)>;
 
 pub fn save_tensors(path: &Path, tensors: &NamedTensors, metadata: HashMap<String, String>) -> Result<(), RunError> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<(Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(_, _, v)| match v {
+            BufferValues::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            BufferValues::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        })
+        .collect();
     let views = tensors
         .iter()
         .zip(&bytes)
-        .map(|((name, shape, _), b)| TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (name.clone(), v)))
+        .map(|((name, shape, _), (dtype, b))| TensorView::new(*dtype, shape.clone(), b).map(|v| (name.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Checkpoint(format!("encoding {}: {e:?}", path.display())))?;
     let data = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| RunError::Checkpoint(format!("encoding {}: {e:?}", path.display())))?;
@@ -40,25 +46,41 @@ pub fn load_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String
     names.sort();
     for name in names {
         let view = st.tensor(&name).map_err(bad)?;
-        if view.dtype() != Dtype::F32 {
-            return Err(RunError::Checkpoint(format!("{}: tensor `{name}` is {:?}, expected F32", path.display(), view.dtype())));
-        }
-        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let values = match view.dtype() {
+            Dtype::F32 => BufferValues::F32(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            Dtype::I64 => BufferValues::I64(view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+            other => return Err(RunError::Checkpoint(format!("{}: tensor `{name}` is {other:?}; elmlab reads F32 and I64", path.display()))),
+        };
         out.push((name, view.shape().to_vec(), values));
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
+/// The parameters, then the fixed buffers.
 pub fn store_tensors(store: &ParamStore) -> NamedTensors {
-    store.iter().map(|p| (p.name.clone(), p.shape.clone(), p.value.as_vec())).collect()
+    let params = store.iter().map(|p| (p.name.clone(), p.shape.clone(), BufferValues::F32(p.value.as_vec())));
+    params.chain(store.buffers().iter().map(|b| (b.name.clone(), b.shape.clone(), b.values.clone()))).collect()
 }
 
 /// Loads weights into a store built from the same config; every parameter must be
-/// present with its shape, and nothing else may be.
+/// present with its shape, and nothing else may be. Fixed buffers (connectome,
+/// timescales) may be absent, but if present must equal the model's.
 pub fn load_weights(path: &Path, store: &mut ParamStore) -> Result<HashMap<String, String>, RunError> {
     let (tensors, meta) = load_tensors(path)?;
     let mut seen = 0;
     for (name, shape, values) in tensors {
+        if let Some(buffer) = store.buffer(&name) {
+            if buffer.shape != shape || buffer.values != values {
+                return Err(RunError::Checkpoint(format!(
+                    "{}: fixed tensor `{name}` differs from the one this config builds (another seed or model settings?)",
+                    path.display()
+                )));
+            }
+            continue;
+        }
+        let BufferValues::F32(values) = values else {
+            return Err(RunError::Checkpoint(format!("{}: `{name}` holds integers, a parameter needs F32", path.display())));
+        };
         if !store.contains(&name) {
             return Err(RunError::Checkpoint(format!("{}: unexpected tensor `{name}` (the model has {:?})", path.display(), store.names())));
         }
@@ -87,15 +109,21 @@ pub fn save_weights(path: &Path, store: &ParamStore, config_ron: &str, step: u64
 pub fn save_optimizer(path: &Path, opt: &Optimizer, store: &ParamStore) -> Result<(), RunError> {
     let mut tensors = Vec::new();
     for (i, p) in store.iter().enumerate() {
-        tensors.push((format!("m.{}", p.name), p.shape.clone(), opt.m[i].as_vec()));
-        tensors.push((format!("v.{}", p.name), p.shape.clone(), opt.v[i].as_vec()));
+        tensors.push((format!("m.{}", p.name), p.shape.clone(), BufferValues::F32(opt.m[i].as_vec())));
+        tensors.push((format!("v.{}", p.name), p.shape.clone(), BufferValues::F32(opt.v[i].as_vec())));
     }
     save_tensors(path, &tensors, HashMap::from([("updates".to_string(), opt.updates.to_string())]))
 }
 
 pub fn load_optimizer(path: &Path, opt: &mut Optimizer, store: &ParamStore) -> Result<(), RunError> {
     let (tensors, meta) = load_tensors(path)?;
-    let by_name: HashMap<&str, &Vec<f32>> = tensors.iter().map(|(n, _, v)| (n.as_str(), v)).collect();
+    let by_name: HashMap<&str, &Vec<f32>> = tensors
+        .iter()
+        .filter_map(|(n, _, v)| match v {
+            BufferValues::F32(v) => Some((n.as_str(), v)),
+            BufferValues::I64(_) => None,
+        })
+        .collect();
     let dev = device();
     for (i, p) in store.iter().enumerate() {
         for (slot, prefix) in [(&mut opt.m[i], "m."), (&mut opt.v[i], "v.")] {

@@ -220,7 +220,10 @@ impl Network {
             LossAt::LastStep => xs.pop().into_iter().collect(),
             LossAt::EveryStep => xs,
         };
-        let logits = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
+        let logits: Vec<Traced> = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
+        for l in &logits {
+            ctx.record("logits", &[self.classes], l);
+        }
         ForwardPass { logits, leftovers }
     }
 
@@ -302,6 +305,17 @@ impl Network {
             })
             .collect();
         Gradients { loss: value, stats, penalties, grads }
+    }
+
+    /// Runs a batch in evaluation mode and returns every recorded series as
+    /// `[batch, steps, ...]` arrays: `logits`, `<layer>.activity`, and what layers add
+    /// (`hidden.memory` for ELM).
+    pub fn record(&self, batch: &Batch, rng: ChaCha8Rng) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut ctx = ForwardContext::new(false, rng);
+        ctx.recorder = Some(Default::default());
+        let pass = self.forward(&mut ctx, batch, LossAt::EveryStep);
+        drop(pass);
+        ctx.recorder.map(|r| r.arrays(batch.batch)).unwrap_or_default()
     }
 
     /// Loss statistics of one batch without gradients (evaluation).

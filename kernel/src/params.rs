@@ -23,10 +23,27 @@ impl Param {
     }
 }
 
+/// Values of a fixed (not trained, not counted) tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufferValues {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+/// A fixed tensor that belongs to the model and travels with its weights (a connectome,
+/// timescales), so that other frameworks can rebuild the exact model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: BufferValues,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     params: Vec<Param>,
     index: HashMap<String, usize>,
+    buffers: Vec<Buffer>,
 }
 
 impl ParamStore {
@@ -125,6 +142,20 @@ impl ParamStore {
 
     pub fn device(&self) -> Dev {
         device()
+    }
+
+    /// Records a fixed tensor beside the parameters.
+    pub fn insert_buffer(&mut self, name: &str, shape: &[usize], values: BufferValues) {
+        assert!(self.buffer(name).is_none() && !self.contains(name), "`{name}` registered twice");
+        self.buffers.push(Buffer { name: name.to_string(), shape: shape.to_vec(), values });
+    }
+
+    pub fn buffer(&self, name: &str) -> Option<&Buffer> {
+        self.buffers.iter().find(|b| b.name == name)
+    }
+
+    pub fn buffers(&self) -> &[Buffer] {
+        &self.buffers
     }
 }
 

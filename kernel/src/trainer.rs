@@ -48,7 +48,7 @@ impl Session {
         let cfg = &self.config.config;
         let batches = self.task.eval_batches(split, cfg.train.eval_batch).map_err(RunError::Task)?;
         let mut stats = BatchStats::default();
-        let mut ctx = ForwardContext { training: false, rng: stream(cfg.seed, "eval", 0), penalties: Vec::new() };
+        let mut ctx = ForwardContext::new(false, stream(cfg.seed, "eval", 0));
         for b in &batches {
             validate_batch(self.task.as_ref(), b).map_err(RunError::Task)?;
             stats.add(&self.network.evaluate_batch(&mut ctx, b, self.task.loss_at()));
@@ -113,6 +113,8 @@ struct TrainerState {
     /// Training statistics since the last metrics line.
     window: BatchStats,
     window_loss: f64,
+    /// Sum of each penalty over the window.
+    window_penalties: std::collections::BTreeMap<String, f64>,
     window_steps: u64,
     best_value: Option<f64>,
     best_step: Option<u64>,
@@ -170,7 +172,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         let lr = schedule.lr(step);
         let batch = session.task.train_batch(step, cfg.train.batch).map_err(RunError::Task)?;
         validate_batch(session.task.as_ref(), &batch).map_err(RunError::Task)?;
-        let mut ctx = ForwardContext { training: true, rng: stream(cfg.seed, "forward", step), penalties: Vec::new() };
+        let mut ctx = ForwardContext::new(true, stream(cfg.seed, "forward", step));
         let mut g = session.network.loss_and_gradients(&mut ctx, &batch, loss_at, cfg.train.label_smoothing);
         if !g.loss.is_finite() {
             return Err(RunError::Diverged { step, loss: g.loss });
@@ -183,6 +185,9 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         state.step += 1;
         state.window.add(&g.stats);
         state.window_loss += g.loss as f64;
+        for (name, value) in &g.penalties {
+            *state.window_penalties.entry(name.clone()).or_default() += *value as f64;
+        }
         state.window_steps += 1;
         observer.step_done(state.step, g.loss);
 
@@ -195,14 +200,15 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
             line.insert("accuracy".into(), json!(state.window.accuracy()));
             line.insert("lr".into(), json!(lr));
             line.insert("grad_norm".into(), json!(grad_norm));
-            for (name, value) in &g.penalties {
-                line.insert(format!("penalty.{name}"), json!(value));
+            for (name, sum) in &state.window_penalties {
+                line.insert(format!("penalty.{name}"), json!(sum / state.window_steps as f64));
             }
             let line = Value::Object(line);
             run.append_metrics(&line)?;
             observer.metrics(&line);
             state.window = BatchStats::default();
             state.window_loss = 0.0;
+            state.window_penalties.clear();
             state.window_steps = 0;
         }
         if state.step % cfg.train.eval_every == 0 || state.step == total {

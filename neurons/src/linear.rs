@@ -12,7 +12,7 @@ use elmlab_kernel::connectivity::{Connectivity, WiringShape};
 use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::error::PluginError;
 use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer};
-use elmlab_kernel::params::ParamStore;
+use elmlab_kernel::params::{BufferValues, ParamStore};
 use elmlab_kernel::registry::NeuronEntry;
 use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
 use elmlab_kernel::tensor::{device, fork, Dev, Traced};
@@ -85,6 +85,7 @@ impl NeuronModel for LinearUnits {
         connectome.validate()?;
         store.insert_uniform("hidden.w_s", &[shape.units, k_c], 1.0 / (k_c as f64).sqrt(), rng);
         store.insert_zeros("hidden.b", &[shape.units]);
+        store.insert_buffer("hidden.connectome", &[shape.units, k_c], BufferValues::I64(connectome.flat().iter().map(|&i| i as i64).collect()));
         let kappa: Vec<f32> = log_spaced(self.tau.0, self.tau.1, shape.units).iter().map(|t| (-1.0 / t).exp() as f32).collect();
         let dev = device();
         Ok(vec![Box::new(LinearLayer {

@@ -3,6 +3,7 @@
 mod eval;
 mod inspect;
 mod list;
+mod record;
 mod train;
 
 use crate::cli::{Cli, Command};
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List { json } => list::run(&registry, json),
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
         Command::Train { config, overrides, out, resume, halt_after } => train::run(&registry, config, overrides, out, resume, halt_after),
+        Command::Record { source, input, out, weights } => record::run(&registry, &source, &input, &out, &weights),
         Command::Eval { run_dir, split, weights, json } => eval::run(&registry, &run_dir, &split, &weights, json),
     }
 }

@@ -7,7 +7,7 @@ use crate::wiring::Synapses;
 use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::error::PluginError;
 use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, RecurrentLayer, SequenceOutput};
-use elmlab_kernel::params::ParamStore;
+use elmlab_kernel::params::{BufferValues, ParamStore};
 use elmlab_kernel::tensor::{device, fork, Dev, Matrix, Tape, Traced};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -113,6 +113,9 @@ impl ElmLayer {
         }
         store.insert_uniform(&format!("{p}.w_y"), &[n, spec.memory], 1.0 / (spec.memory as f64).sqrt(), rng);
         store.insert_zeros(&format!("{p}.b"), &[n]);
+        let tau: Vec<f32> = spec.tau_m().iter().map(|&t| t as f32).collect();
+        store.insert_buffer(&format!("{p}.tau_m"), &[n, spec.memory], BufferValues::F32(tau.repeat(n)));
+        store.insert_buffer(&format!("{p}.connectome"), &[n, k_c], BufferValues::I64(connectome.iter().map(|&i| i as i64).collect()));
         Self::new(spec, connectome)
     }
 
@@ -155,7 +158,7 @@ impl ElmLayer {
     }
 
     /// One step; `extras` carries dropout masks and penalty sums of a training sequence.
-    fn step_with(&self, p: &ParamStore, x: Traced, state: LayerState, extras: &mut SequenceExtras) -> (Traced, LayerState) {
+    fn step_with(&self, p: &ParamStore, ctx: &mut ForwardContext, x: Traced, state: LayerState, extras: &mut SequenceExtras) -> (Traced, LayerState) {
         let s = &self.spec;
         let (n, d_m) = (s.units, s.memory);
         let batch = x.shape().1;
@@ -207,6 +210,9 @@ impl ElmLayer {
         let update = (delta * (2.0 / 3.0)).tanh() * 1.7159;
         let memory: T3 = decayed + update * self.per_memory(&self.one_minus_kappa_lambda, batch);
         let (memory, memory_for_readout) = fork3(memory);
+        if ctx.recorder.is_some() {
+            ctx.record(&format!("{}.memory", s.name), &[n, d_m], &memory_for_readout.retaped::<Tape>().reshape_like(&(n * d_m, batch)));
+        }
         // 6. readout r = w_y · m
         let w_y = p.traced(&format!("{}.w_y", s.name)).broadcast_like::<(usize, usize, usize), Axis<2>>(&(n, d_m, batch));
         let r: Traced = (memory_for_readout * w_y).sum::<(usize, usize), Axis<1>>();
@@ -232,6 +238,7 @@ impl ElmLayer {
             None => a,
         };
         let (a_state, a_out) = fork(a);
+        ctx.record(&format!("{}.activity", s.name), &[n], &a_out);
         (a_out, vec![memory.reshape_like(&(n * d_m, batch)), e, a_state])
     }
 }
@@ -256,9 +263,9 @@ impl RecurrentLayer for ElmLayer {
         vec![self.spec.units * self.spec.memory, self.spec.units, self.spec.units] // m, e, a
     }
 
-    fn step(&self, p: &ParamStore, _ctx: &mut ForwardContext, input: Traced, state: LayerState) -> (Traced, LayerState) {
+    fn step(&self, p: &ParamStore, ctx: &mut ForwardContext, input: Traced, state: LayerState) -> (Traced, LayerState) {
         let mut none = SequenceExtras { input_mask: None, recurrent_mask: None, abs_delta: None, activity: None };
-        self.step_with(p, input, state, &mut none)
+        self.step_with(p, ctx, input, state, &mut none)
     }
 
     fn sequence(&self, p: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> SequenceOutput {
@@ -277,7 +284,7 @@ impl RecurrentLayer for ElmLayer {
         let mut state = state;
         let mut outputs = Vec::with_capacity(steps);
         for x in inputs {
-            let (out, next) = self.step_with(p, x, state, &mut extras);
+            let (out, next) = self.step_with(p, ctx, x, state, &mut extras);
             state = next;
             outputs.push(out);
         }

@@ -75,7 +75,7 @@ fn check_fixture(name: &str) {
     let close = |got: f64, want: f64, tol: f64| (got - want).abs() <= tol * want.abs().max(1.0);
 
     // forward: logits at every step (read every step for the comparison)
-    let mut ctx = ForwardContext { training: true, rng: stream(0, "fwd", 0), penalties: vec![] };
+    let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
     let pass = network.forward(&mut ctx, &b, LossAt::EveryStep);
     for (t, logits) in pass.logits.iter().enumerate() {
         let got = logits.as_vec();
@@ -89,7 +89,7 @@ fn check_fixture(name: &str) {
     drop(cross_entropy(pass, &vec![0; steps * batch], classes, 0.0));
 
     // loss, penalties and gradients
-    let mut ctx = ForwardContext { training: true, rng: stream(0, "fwd", 0), penalties: vec![] };
+    let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
     let g = network.loss_and_gradients(&mut ctx, &b, at, smoothing);
     assert!(close(g.loss as f64, expected["loss"].as_f64().unwrap(), 1e-5), "{name}: loss {} vs {}", g.loss, expected["loss"]);
     for (pen, value) in &g.penalties {
@@ -225,7 +225,7 @@ fn dropout_masks_are_fixed_per_sequence_and_off_in_evaluation() {
     let dev = elmlab_kernel::tensor::device();
     let x = || (0..6).map(|t| elmlab_kernel::tensor::trace(&elmlab_kernel::tensor::matrix(&dev, vec![(t % 2) as f32; 4 * 2], 4, 2))).collect::<Vec<_>>();
     let run = |training: bool, seed: u64| {
-        let mut ctx = ForwardContext { training, rng: stream(seed, "drop", 0), penalties: vec![] };
+        let mut ctx = ForwardContext::new(training, stream(seed, "drop", 0));
         let state = layer.zero_state(2).iter().map(elmlab_kernel::tensor::trace).collect();
         layer.sequence(&store, &mut ctx, x(), state).outputs.iter().flat_map(|o| o.as_vec()).collect::<Vec<f32>>()
     };

@@ -101,7 +101,7 @@ fn params_f64(net: &Network) -> std::collections::BTreeMap<String, Vec<f64>> {
 fn check(at: LossAt, relu: bool) {
     let (net, idx) = network(relu);
     let b = batch(at);
-    let mut ctx = ForwardContext { training: true, rng: stream(0, "fwd", 0), penalties: vec![] };
+    let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
     let g = net.loss_and_gradients(&mut ctx, &b, at, 0.0);
     let base = params_f64(&net);
     let expect = reference_loss(&base, &idx, &b, at, relu);
