@@ -61,6 +61,11 @@ pub enum Command {
         #[arg(long, default_value = "best")]
         weights: String,
     },
+    /// Data helpers.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Evaluate a run's weights on a split.
     Eval {
         run_dir: PathBuf,
@@ -72,5 +77,21 @@ pub enum Command {
         weights: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Write the synthetic SHD twin (shd_train.h5, shd_test.h5 in the SHD layout).
+    SynthShd {
+        /// Folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1200)]
+        train_samples: usize,
+        #[arg(long, default_value_t = 400)]
+        test_samples: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
