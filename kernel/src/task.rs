@@ -90,6 +90,11 @@ pub trait Task: Send + Sync {
     fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError>;
     /// The fixed evaluation batches of a split (the same at every evaluation).
     fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError>;
+    /// Loads or checks the task's data, so that a missing file is reported before a run
+    /// directory is created. Tasks with nothing to load keep the default.
+    fn check_data(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
     /// The metric model selection uses.
     fn selection(&self) -> Selection {
         Selection { metric: "accuracy", higher_is_better: true }

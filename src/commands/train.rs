@@ -10,27 +10,32 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>) -> Result<i32> {
-    let (run_dir, resolved, resuming) = match resume {
+    let (resolved, resume_dir) = match &resume {
         Some(dir) => {
             if !overrides.is_empty() {
                 anyhow::bail!("--resume continues a run with the config stored in it; overrides are not accepted ({})", overrides.join(" "));
             }
-            let run = RunDir::open(&dir)?;
+            let run = RunDir::open(dir)?;
             let resolved = ResolvedConfig::load(&run.config_path(), &[], registry).with_context(|| format!("the config stored in {}", dir.display()))?;
-            (run, resolved, true)
+            (resolved, Some(run))
         }
         None => {
             let config = config.context("a config file is needed (or --resume RUN_DIR)")?;
-            let resolved = ResolvedConfig::load(&config, &overrides, registry)?;
-            let dir = match out {
-                Some(d) => d,
-                None => free_run_dir(Path::new(&resolved.config.out_dir), &resolved.config.name, resolved.config.seed),
-            };
-            (RunDir::create(&dir)?, resolved, false)
+            (ResolvedConfig::load(&config, &overrides, registry)?, None)
         }
     };
-    // Build (and refuse bad shapes) before anything is written into the run directory.
+    // Build the model (refusing bad shapes) and find the data before anything is written.
     let mut session = Session::prepare(resolved, registry)?;
+    session.task.check_data().map_err(|e| anyhow::anyhow!("task `{}`: {e}", session.config.config.task.kind))?;
+    let resuming = resume_dir.is_some();
+    let run_dir = match resume_dir {
+        Some(run) => run,
+        None => {
+            let cfg = &session.config.config;
+            let dir = out.unwrap_or_else(|| free_run_dir(Path::new(&cfg.out_dir), &cfg.name, cfg.seed));
+            RunDir::create(&dir)?
+        }
+    };
     crate::logging::to_file(&run_dir.log_path()).with_context(|| format!("opening {}", run_dir.log_path().display()))?;
     let plan = &session.plan;
     tracing::info!(

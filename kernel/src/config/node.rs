@@ -54,10 +54,11 @@ impl Node {
         }
         let mut node = self;
         for (depth, key) in keys.iter().enumerate() {
-            if let Node::Text(kind) = node {
+            if let Node::Text(kind) | Node::Override(kind) = node {
                 let kind = std::mem::take(kind);
+                let was_override = matches!(node, Node::Override(_));
                 let mut map = BTreeMap::new();
-                map.insert("kind".to_string(), Node::Text(kind));
+                map.insert("kind".to_string(), if was_override { Node::Override(kind) } else { Node::Text(kind) });
                 *node = Node::Map(map);
             }
             let Node::Map(map) = node else {

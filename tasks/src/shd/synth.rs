@@ -38,16 +38,16 @@ fn class_patterns(spec: &SynthSpec) -> Vec<Vec<Blob>> {
         .collect()
 }
 
-/// One sample of `class`: 25 spikes per blob spread over ~30 ms and ~12 channels, the
-/// whole pattern shifted by up to ±40 ms and ±15 channels, plus 60 uniform noise spikes
+/// One sample of `class`: 80 spikes per blob spread over ~40 ms and ~50 channels, the
+/// whole pattern shifted by up to ±30 ms and ±10 channels, plus 60 uniform noise spikes
 /// over 1.2 s (so some fall after the 1 s cut, as in SHD).
 fn sample(patterns: &[Vec<Blob>], class: usize, rng: &mut impl Rng) -> (Vec<f32>, Vec<u16>) {
-    let (dt, dc) = (rng.gen_range(-0.04..0.04), rng.gen_range(-15.0..15.0));
+    let (dt, dc) = (rng.gen_range(-0.03..0.03), rng.gen_range(-10.0..10.0));
     let mut spikes: Vec<(f32, u16)> = Vec::new();
     for blob in &patterns[class] {
-        for _ in 0..25 {
-            let t = blob.time + dt + rng.gen_range(-0.015..0.015);
-            let c = (blob.channel + dc + rng.gen_range(-6.0..6.0)).round();
+        for _ in 0..80 {
+            let t = blob.time + dt + rng.gen_range(-0.02..0.02);
+            let c = (blob.channel + dc + rng.gen_range(-25.0..25.0)).round();
             if t >= 0.0 && (0.0..CHANNELS as f64).contains(&c) {
                 spikes.push((t as f32, c as u16));
             }

@@ -107,6 +107,9 @@ impl Task for ShdAdding {
     fn chance_accuracy(&self) -> f64 {
         0.1 // always answering 9, the most frequent sum
     }
+    fn check_data(&self) -> Result<(), PluginError> {
+        self.data.get().map(|_| ())
+    }
 }
 
 pub struct ShdDigits {
@@ -142,6 +145,9 @@ impl Task for ShdDigits {
         let mut rng = stream(self.data.source().seed, "shd/train", step);
         let chosen: Vec<&BinnedSample> = (0..batch).map(|_| &pool[rng.gen_range(0..pool.len())]).collect();
         Ok(self.samples(&chosen))
+    }
+    fn check_data(&self) -> Result<(), PluginError> {
+        self.data.get().map(|_| ())
     }
     /// Every sample of the split once, in file order.
     fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError> {
