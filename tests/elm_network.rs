@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use elmlab_kernel::params::BufferValues;
 use npyz::WriterBuilder;
-use std::path::Path;
 
 const ELM: &str = r#"(
     name: "elm-small",
@@ -19,20 +18,14 @@ const ELM: &str = r#"(
     train: (steps: 12, batch: 4, eval_batch: 8, optimizer: (kind: "adamax", lr: 5e-3), log_every: 3, eval_every: 4, checkpoint_every: 5),
 )"#;
 
-fn train(cfg: &Path, out: &Path, extra: &[&str]) {
-    let mut args = vec!["train", s(cfg), "--out", s(out)];
-    args.extend_from_slice(extra);
-    let o = elmlab(&args);
-    assert!(o.status.success(), "{}", text(&o));
-}
 
 #[test]
 fn trains_with_dropout_and_penalties_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "elm.ron", ELM);
     let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
-    train(&cfg, &whole, &[]);
-    train(&cfg, &parts, &["--halt-after", "7"]);
+    train_ok(&cfg, &whole, &[]);
+    train_ok(&cfg, &parts, &["--halt-after", "7"]);
     let o = elmlab(&["train", "--resume", s(&parts)]);
     assert!(o.status.success(), "{}", text(&o));
     let m = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
@@ -49,7 +42,7 @@ fn weights_follow_the_documented_layout() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "elm.ron", ELM);
     let run = dir.path().join("r");
-    train(&cfg, &run, &["train.steps=1"]);
+    train_ok(&cfg, &run, &["train.steps=1"]);
     let (tensors, meta) = elmlab_kernel::checkpoint::load_tensors(&run.join("best/weights.safetensors")).unwrap();
     assert!(meta["config"].contains("kind: \"elm\"") && meta["step"] == "1");
     let (n, c, k_c, d_m, d_mlp, d_in) = (6, 4, 8, 3, 6, 4 + 1 + 3);
@@ -94,7 +87,7 @@ fn record_writes_consistent_per_step_states() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "elm.ron", ELM);
     let run = dir.path().join("r");
-    train(&cfg, &run, &["train.steps=2"]);
+    train_ok(&cfg, &run, &["train.steps=2"]);
     let (b, t, d) = (2usize, 7usize, 8usize);
     let input = dir.path().join("x.npy");
     {

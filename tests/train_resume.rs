@@ -5,13 +5,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn train(cfg: &Path, out: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["train", s(cfg), "--out", s(out)];
-    args.extend_from_slice(extra);
-    let o = elmlab(&args);
-    assert!(o.status.success(), "{}", text(&o));
-    text(&o)
-}
 
 fn metrics(run: &Path) -> String {
     std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()
@@ -29,9 +22,9 @@ fn same_seed_same_numbers_other_seed_other_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.ron", SMALL);
     let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
-    train(&cfg, &a, &[]);
-    train(&cfg, &b, &[]);
-    train(&cfg, &c, &["seed=6"]);
+    train_ok(&cfg, &a, &[]);
+    train_ok(&cfg, &b, &[]);
+    train_ok(&cfg, &c, &["seed=6"]);
     assert_eq!(metrics(&a), metrics(&b));
     assert!(final_weights(&a) == final_weights(&b), "weights differ");
     assert_ne!(metrics(&a), metrics(&c));
@@ -42,9 +35,9 @@ fn stop_and_resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.ron", SMALL);
     let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
-    train(&cfg, &whole, &[]);
+    train_ok(&cfg, &whole, &[]);
     // Stop at step 13: between checkpoints (every 7), evaluations (10) and log lines (4).
-    let out = train(&cfg, &parts, &["--halt-after", "13"]);
+    let out = train_ok(&cfg, &parts, &["--halt-after", "13"]);
     assert!(out.contains("stopped at step 13"), "{out}");
     assert!(!parts.join("summary.json").exists());
     let o = elmlab(&["train", "--resume", s(&parts)]);
@@ -64,7 +57,7 @@ fn ctrl_c_leaves_a_checkpoint_that_resumes_exactly() {
     let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
     // Long enough (a few seconds) that the interrupt lands mid-run.
     let long = ["train.steps=200", "train.log_every=1", "train.eval_every=50", "train.checkpoint_every=50", "model.units=64", "task.delay=40", "train.batch=16"];
-    train(&cfg, &whole, &long);
+    train_ok(&cfg, &whole, &long);
     let mut args = vec!["train", s(&cfg), "--out", s(&cut)];
     args.extend_from_slice(&long);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_elmlab")).args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
@@ -90,7 +83,7 @@ fn run_directory_holds_config_metrics_summary_checkpoints_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.ron", SMALL);
     let run = dir.path().join("r");
-    train(&cfg, &run, &[]);
+    train_ok(&cfg, &run, &[]);
     for f in ["config.ron", "metrics.jsonl", "summary.json", "train.log", "best/weights.safetensors", "checkpoints/latest"] {
         assert!(run.join(f).exists(), "missing {f}");
     }

@@ -31,7 +31,7 @@ pub fn trace(m: &Matrix) -> Traced {
 /// Splits a traced value used twice: the returned pair shares one history, which
 /// stays on the first element; the second carries an empty tape. Whatever holds the
 /// first must reach the loss (or have its tape merged into it), or gradients are lost.
-pub fn fork(t: Traced) -> (Traced, Traced) {
+pub fn fork<S: Shape>(t: Tensor<S, f32, Dev, Tape>) -> (Tensor<S, f32, Dev, Tape>, Tensor<S, f32, Dev, Tape>) {
     let (data, tape) = t.split_tape();
     let second = data.retaped::<Tape>();
     (data.put_tape(tape), second)

@@ -32,3 +32,12 @@ pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Trains `cfg` into `out` with extra arguments; panics with the output on failure.
+pub fn train_ok(cfg: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["train", s(cfg), "--out", s(out)];
+    args.extend_from_slice(extra);
+    let o = elmlab(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}

@@ -179,7 +179,7 @@ impl ElmLayer {
         let beta: T3 = weighted.reshape_like(&(n, s.branches, s.synapses_per_branch, batch)).sum::<(usize, usize, usize), Axis<2>>() * s.input_scale as f32;
         // 2. decay
         let decayed: T3 = m_prev.reshape_like(&(n, d_m, batch)) * self.per_memory(&self.kappa_m, batch);
-        let (decayed, decayed_for_mlp) = fork3(decayed);
+        let (decayed, decayed_for_mlp) = fork(decayed);
         // 3. integration: z = [β ; m̃] through the per-neuron MLPs
         let mut h: T3 = (beta, decayed_for_mlp).concat_along(Axis::<1>);
         let last = self.mlp_names.len() - 1;
@@ -192,7 +192,7 @@ impl ElmLayer {
                     MlpActivation::Relu2 => h.relu().square(),
                     MlpActivation::Relu => h.relu(),
                     MlpActivation::Silu => {
-                        let (a, b) = fork3(h);
+                        let (a, b) = fork(h);
                         a * b.sigmoid()
                     }
                 };
@@ -200,7 +200,7 @@ impl ElmLayer {
         }
         let delta = match extras.abs_delta.take() {
             Some(sum) => {
-                let (delta, for_penalty) = fork3(h);
+                let (delta, for_penalty) = fork(h);
                 extras.abs_delta = Some(sum + for_penalty.abs().sum::<(usize, usize), Axis<1>>());
                 delta
             }
@@ -209,7 +209,7 @@ impl ElmLayer {
         // 4.–5. bounded update into memory
         let update = (delta * (2.0 / 3.0)).tanh() * 1.7159;
         let memory: T3 = decayed + update * self.per_memory(&self.one_minus_kappa_lambda, batch);
-        let (memory, memory_for_readout) = fork3(memory);
+        let (memory, memory_for_readout) = fork(memory);
         if ctx.recorder.is_some() {
             ctx.record(&format!("{}.memory", s.name), &[n, d_m], &memory_for_readout.retaped::<Tape>().reshape_like(&(n * d_m, batch)));
         }
@@ -241,12 +241,6 @@ impl ElmLayer {
         ctx.record(&format!("{}.activity", s.name), &[n], &a_out);
         (a_out, vec![memory.reshape_like(&(n * d_m, batch)), e, a_state])
     }
-}
-
-fn fork3(t: T3) -> (T3, T3) {
-    let (data, tape) = t.split_tape();
-    let second = data.retaped::<Tape>();
-    (data.put_tape(tape), second)
 }
 
 impl RecurrentLayer for ElmLayer {
