@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub const WEIGHTS: &str = "weights.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const TRAINER: &str = "trainer.json";
+/// The recurrent state carried between training batches (only for tasks that carry it).
+pub const CARRIED: &str = "carried_state.safetensors";
 
 /// Named tensors (f32 values or i64 indices) with their shapes.
 pub type NamedTensors = Vec<(String, Vec<usize>, BufferValues)>;
@@ -138,6 +140,38 @@ pub fn load_optimizer(path: &Path, opt: &mut Optimizer, store: &ParamStore) -> R
     }
     opt.updates = meta.get("updates").and_then(|u| u.parse().ok()).ok_or_else(|| RunError::Checkpoint(format!("{}: no update count", path.display())))?;
     Ok(())
+}
+
+/// Saves the carried state: tensor `layer<l>.<j>` is layer `l`'s state matrix `j`.
+pub fn save_carried(path: &Path, state: &crate::network::NetworkState) -> Result<(), RunError> {
+    let mut tensors = Vec::new();
+    for (l, layer) in state.iter().enumerate() {
+        for (j, m) in layer.iter().enumerate() {
+            let (rows, cols) = *m.shape();
+            tensors.push((format!("layer{l}.{j:03}"), vec![rows, cols], BufferValues::F32(m.as_vec())));
+        }
+    }
+    save_tensors(path, &tensors, HashMap::new())
+}
+
+/// Loads a carried state saved by [`save_carried`], if the checkpoint has one.
+pub fn load_carried(path: &Path) -> Result<Option<crate::network::NetworkState>, RunError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let (tensors, _) = load_tensors(path)?;
+    let dev = device();
+    let mut state: crate::network::NetworkState = Vec::new();
+    for (name, shape, values) in tensors {
+        let (Some(l), BufferValues::F32(values), &[rows, cols]) = (name.strip_prefix("layer").and_then(|r| r.split('.').next()).and_then(|l| l.parse::<usize>().ok()), values, shape.as_slice()) else {
+            return Err(RunError::Checkpoint(format!("{}: unexpected tensor `{name}`", path.display())));
+        };
+        while state.len() <= l {
+            state.push(Vec::new());
+        }
+        state[l].push(matrix(&dev, values, rows, cols));
+    }
+    Ok(Some(state))
 }
 
 /// Writes a complete checkpoint for `step`, then points `latest` at it, then removes

@@ -8,7 +8,7 @@ use crate::error::BuildError;
 use crate::neuron::{ForwardContext, LayerPlan, NetworkShape, NeuronModel, RecurrentLayer};
 use crate::params::ParamStore;
 use crate::registry::Registry;
-use crate::task::{Batch, Inputs, LossAt, Task};
+use crate::task::{Batch, Carry, Inputs, LossAt, Task};
 use crate::tensor::{device, matrix, merge_history, trace, Dev, Matrix, Traced, TracedScalar};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -149,10 +149,15 @@ pub struct Network {
     pub input_width: usize,
 }
 
+/// Every layer's recurrent state, detached: per layer, its `[rows, batch]` matrices.
+pub type NetworkState = Vec<Vec<Matrix>>;
+
 /// Logits at the read steps plus the histories the loss must absorb.
 pub struct ForwardPass {
     /// `[classes, batch]` per read step.
     pub logits: Vec<Traced>,
+    /// The state after the last step, detached (no gradient flows back through it).
+    pub final_state: NetworkState,
     leftovers: Vec<Traced>,
 }
 
@@ -205,15 +210,44 @@ impl Network {
         matrix(dev, values, w, b)
     }
 
-    /// Runs the whole network over a batch; returns logits where `loss_at` reads.
-    pub fn forward(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt) -> ForwardPass {
+    /// The state a batch starts from: zero, or `carried` (for [`Carry::Continue`]) with
+    /// the sequences marked for reset zeroed.
+    fn initial_state(&self, batch: &Batch, carried: Option<&NetworkState>) -> NetworkState {
         let dev = device();
+        match (&batch.carry, carried) {
+            (Carry::Continue { reset }, Some(state)) if state.len() == self.layers.len() => state
+                .iter()
+                .map(|layer| {
+                    layer
+                        .iter()
+                        .map(|m| {
+                            let (rows, cols) = *m.shape();
+                            let mut v = m.as_vec();
+                            for (b, _) in reset.iter().enumerate().filter(|(_, r)| **r) {
+                                (0..rows).for_each(|r| v[r * cols + b] = 0.0);
+                            }
+                            matrix(&dev, v, rows, cols)
+                        })
+                        .collect()
+                })
+                .collect(),
+            _ => self.layers.iter().map(|l| l.zero_state(batch.batch)).collect(),
+        }
+    }
+
+    /// Runs the whole network over a batch from `carried` state (used when the batch
+    /// says [`Carry::Continue`]); returns logits where `loss_at` reads and the final state.
+    pub fn forward(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt, carried: Option<&NetworkState>) -> ForwardPass {
+        let dev = device();
+        let initial = self.initial_state(batch, carried);
         let mut xs: Vec<Traced> = (0..batch.steps).map(|t| trace(&self.encode_step(&dev, batch, t))).collect();
         let mut leftovers = Vec::new();
-        for layer in &self.layers {
-            let state = layer.zero_state(batch.batch).iter().map(trace).collect();
+        let mut final_state = Vec::with_capacity(self.layers.len());
+        for (layer, start) in self.layers.iter().zip(initial) {
+            let state = start.iter().map(trace).collect();
             let out = layer.sequence(&self.params, ctx, xs, state);
             xs = out.outputs;
+            final_state.push(out.state.iter().map(|s| s.retaped::<NoneTape>()).collect());
             leftovers.extend(out.state);
         }
         let read: Vec<Traced> = match loss_at {
@@ -224,7 +258,7 @@ impl Network {
         for l in &logits {
             ctx.record("logits", &[self.classes], l);
         }
-        ForwardPass { logits, leftovers }
+        ForwardPass { logits, final_state, leftovers }
     }
 
     fn output_map(&self, a: Traced, batch: usize) -> Traced {
@@ -281,12 +315,15 @@ pub struct Gradients {
     pub penalties: Vec<(String, f32)>,
     /// One gradient per parameter, in store order.
     pub grads: Vec<Matrix>,
+    /// The state after the batch, detached, for the next batch to continue from.
+    pub final_state: NetworkState,
 }
 
 impl Network {
     /// Loss and gradients of every parameter for one batch.
-    pub fn loss_and_gradients(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt, smoothing: f64) -> Gradients {
-        let pass = self.forward(ctx, batch, loss_at);
+    pub fn loss_and_gradients(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt, smoothing: f64, carried: Option<&NetworkState>) -> Gradients {
+        let mut pass = self.forward(ctx, batch, loss_at, carried);
+        let final_state = std::mem::take(&mut pass.final_state);
         let (mut loss, stats) = cross_entropy(pass, &batch.targets, self.classes, smoothing);
         let mut penalties = Vec::new();
         for (name, term) in ctx.penalties.drain(..) {
@@ -304,7 +341,7 @@ impl Network {
                 grads.get(&p.value)
             })
             .collect();
-        Gradients { loss: value, stats, penalties, grads }
+        Gradients { loss: value, stats, penalties, grads, final_state }
     }
 
     /// Runs a batch in evaluation mode and returns every recorded series as
@@ -313,15 +350,16 @@ impl Network {
     pub fn record(&self, batch: &Batch, rng: ChaCha8Rng) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut ctx = ForwardContext::new(false, rng);
         ctx.recorder = Some(Default::default());
-        let pass = self.forward(&mut ctx, batch, LossAt::EveryStep);
+        let pass = self.forward(&mut ctx, batch, LossAt::EveryStep, None);
         drop(pass);
         ctx.recorder.map(|r| r.arrays(batch.batch)).unwrap_or_default()
     }
 
-    /// Loss statistics of one batch without gradients (evaluation).
-    pub fn evaluate_batch(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt) -> BatchStats {
-        let pass = self.forward(ctx, batch, loss_at);
-        cross_entropy(pass, &batch.targets, self.classes, 0.0).1
+    /// Loss statistics of one batch without gradients (evaluation), and the state after it.
+    pub fn evaluate_batch(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt, carried: Option<&NetworkState>) -> (BatchStats, NetworkState) {
+        let mut pass = self.forward(ctx, batch, loss_at, carried);
+        let final_state = std::mem::take(&mut pass.final_state);
+        (cross_entropy(pass, &batch.targets, self.classes, 0.0).1, final_state)
     }
 }
 
@@ -339,7 +377,7 @@ mod tests {
         let logits = matrix(&dev, values, 3, 2);
         let targets = [2usize, 1];
         let alpha = 0.1;
-        let pass = ForwardPass { logits: vec![trace(&logits)], leftovers: vec![] };
+        let pass = ForwardPass { logits: vec![trace(&logits)], final_state: vec![], leftovers: vec![] };
         let (loss, stats) = cross_entropy(pass, &targets, 3, alpha);
         let value = loss.array() as f64;
         let grads = loss.backward().get(&logits).as_vec();

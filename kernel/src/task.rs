@@ -50,6 +50,17 @@ pub enum Inputs {
     OneHot { symbols: Vec<u32>, scale: f32 },
 }
 
+/// Where a batch's recurrent state starts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Carry {
+    /// From zero (independent sequences).
+    Fresh,
+    /// From the state the previous batch ended in (truncated backpropagation through
+    /// time: no gradient flows back into the previous batch); sequence `b` starts from
+    /// zero instead where `reset[b]` is true. The first batch of a run starts from zero.
+    Continue { reset: Vec<bool> },
+}
+
 /// A batch of sequences.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
@@ -59,6 +70,16 @@ pub struct Batch {
     /// Class per read step: `[batch]` for [`LossAt::LastStep`], `[steps][batch]` for
     /// [`LossAt::EveryStep`].
     pub targets: Vec<usize>,
+    pub carry: Carry,
+}
+
+/// Evaluation batches, produced one at a time so that memory does not grow with the
+/// length of a split.
+pub type EvalBatches<'a> = Box<dyn Iterator<Item = Result<Batch, PluginError>> + 'a>;
+
+/// All evaluation batches of a split, collected (for tests and small splits).
+pub fn collect_eval(task: &dyn Task, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError> {
+    task.eval_batches(split, batch)?.collect()
 }
 
 /// The metric a task selects models by.
@@ -88,8 +109,13 @@ pub trait Task: Send + Sync {
     /// The training batch of `step`. It must depend only on the task's settings, the
     /// seed and `step`: that is what makes resumed runs continue exactly.
     fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError>;
-    /// The fixed evaluation batches of a split (the same at every evaluation).
-    fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError>;
+    /// The fixed evaluation batches of a split (the same at every evaluation), in order.
+    fn eval_batches(&self, split: Split, batch: usize) -> Result<EvalBatches<'_>, PluginError>;
+    /// The metrics the trainer reports for this task besides loss and accuracy
+    /// (`bits_per_byte` for language modelling).
+    fn extra_metrics(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Loads or checks the task's data, so that a missing file is reported before a run
     /// directory is created. Tasks with nothing to load keep the default.
     fn check_data(&self) -> Result<(), PluginError> {
@@ -130,6 +156,11 @@ pub fn validate_batch(task: &dyn Task, b: &Batch) -> Result<(), PluginError> {
     }
     if let Some(t) = b.targets.iter().find(|&&t| t >= task.classes()) {
         return Err(PluginError::new(format!("target {t} outside the {} classes", task.classes())));
+    }
+    if let Carry::Continue { reset } = &b.carry {
+        if reset.len() != b.batch {
+            return Err(PluginError::new(format!("batch carries {} reset flags for {} sequences", reset.len(), b.batch)));
+        }
     }
     Ok(())
 }

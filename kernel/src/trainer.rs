@@ -3,10 +3,10 @@
 //! summary into the run directory. Resuming continues exactly: batches and dropout
 //! draws are functions of (seed, step), and everything else is in the checkpoint.
 
-use crate::checkpoint::{load_optimizer, load_weights, save_weights, write_checkpoint, OPTIMIZER, TRAINER, WEIGHTS};
+use crate::checkpoint::{load_carried, load_optimizer, load_weights, save_carried, save_weights, write_checkpoint, CARRIED, OPTIMIZER, TRAINER, WEIGHTS};
 use crate::config::ResolvedConfig;
 use crate::error::{BuildError, RunError};
-use crate::network::{BatchStats, ModelPlan, ModelRecipe, Network};
+use crate::network::{BatchStats, ModelPlan, ModelRecipe, Network, NetworkState};
 use crate::neuron::ForwardContext;
 use crate::optim::{clip_global_norm, Optimizer};
 use crate::registry::Registry;
@@ -49,9 +49,13 @@ impl Session {
         let batches = self.task.eval_batches(split, cfg.train.eval_batch).map_err(RunError::Task)?;
         let mut stats = BatchStats::default();
         let mut ctx = ForwardContext::new(false, stream(cfg.seed, "eval", 0));
-        for b in &batches {
-            validate_batch(self.task.as_ref(), b).map_err(RunError::Task)?;
-            stats.add(&self.network.evaluate_batch(&mut ctx, b, self.task.loss_at()));
+        let mut carried = None;
+        for b in batches {
+            let b = b.map_err(RunError::Task)?;
+            validate_batch(self.task.as_ref(), &b).map_err(RunError::Task)?;
+            let (batch_stats, state) = self.network.evaluate_batch(&mut ctx, &b, self.task.loss_at(), carried.as_ref());
+            stats.add(&batch_stats);
+            carried = Some(state);
         }
         Ok(self.metrics(&stats))
     }
@@ -60,7 +64,7 @@ impl Session {
         let mut m = Map::new();
         m.insert("loss".into(), json!(stats.loss()));
         m.insert("accuracy".into(), json!(stats.accuracy()));
-        if self.task.selection().metric == "bits_per_byte" {
+        if self.task.extra_metrics().contains(&"bits_per_byte") {
             m.insert("bits_per_byte".into(), json!(stats.bits_per_symbol()));
         }
         m
@@ -132,6 +136,8 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
     let schedule = Schedule::from_config(&cfg.train.schedule, cfg.train.optimizer.lr, total);
     let mut optimizer = Optimizer::new(&cfg.train.optimizer, &session.network.params);
     let mut state = TrainerState::default();
+    // The recurrent state carried into the next batch (tasks that continue sequences).
+    let mut carried: Option<NetworkState> = None;
 
     if options.resume {
         let Some(ckpt) = run.latest_checkpoint()? else {
@@ -141,6 +147,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         load_optimizer(&ckpt.join(OPTIMIZER), &mut optimizer, &session.network.params)?;
         let text = std::fs::read_to_string(ckpt.join(TRAINER)).map_err(|e| RunError::io(format!("reading {}", ckpt.display()), e))?;
         state = serde_json::from_str(&text).map_err(|e| RunError::Checkpoint(format!("{}: {e}", ckpt.join(TRAINER).display())))?;
+        carried = load_carried(&ckpt.join(CARRIED))?;
         run.truncate_metrics_after(state.step)?;
         tracing::info!(step = state.step, checkpoint = %ckpt.display(), "resuming");
     } else {
@@ -152,18 +159,21 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
     let started = Instant::now();
     let first_step = state.step;
     observer.started(first_step, total);
-    let save = |state: &TrainerState, optimizer: &Optimizer, session: &Session, elapsed: f64| -> Result<(), RunError> {
+    let save = |state: &TrainerState, optimizer: &Optimizer, session: &Session, carried: &Option<NetworkState>, elapsed: f64| -> Result<(), RunError> {
         let mut s = state.clone();
         s.elapsed_s = elapsed;
         let value = serde_json::to_value(&s).map_err(|e| RunError::Checkpoint(e.to_string()))?;
-        write_checkpoint(run, s.step, &session.network.params, optimizer, &value, &config_ron)?;
+        let dir = write_checkpoint(run, s.step, &session.network.params, optimizer, &value, &config_ron)?;
+        if let Some(c) = carried {
+            save_carried(&dir.join(CARRIED), c)?;
+        }
         Ok(())
     };
 
     while state.step < total {
         let ran = state.step - first_step;
         if options.interrupt.load(Ordering::SeqCst) || options.halt_after.is_some_and(|h| ran >= h) {
-            save(&state, &optimizer, session, state.elapsed_s + started.elapsed().as_secs_f64())?;
+            save(&state, &optimizer, session, &carried, state.elapsed_s + started.elapsed().as_secs_f64())?;
             observer.finished();
             tracing::info!(step = state.step, "stopped with a checkpoint; resume with `elmlab train --resume {}`", run.path.display());
             return Ok(Outcome::Stopped { step: state.step });
@@ -173,7 +183,8 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         let batch = session.task.train_batch(step, cfg.train.batch).map_err(RunError::Task)?;
         validate_batch(session.task.as_ref(), &batch).map_err(RunError::Task)?;
         let mut ctx = ForwardContext::new(true, stream(cfg.seed, "forward", step));
-        let mut g = session.network.loss_and_gradients(&mut ctx, &batch, loss_at, cfg.train.label_smoothing);
+        let mut g = session.network.loss_and_gradients(&mut ctx, &batch, loss_at, cfg.train.label_smoothing, carried.as_ref());
+        carried = Some(std::mem::take(&mut g.final_state));
         if !g.loss.is_finite() {
             return Err(RunError::Diverged { step, loss: g.loss });
         }
@@ -234,7 +245,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
             state.last_valid = Some(metrics);
         }
         if state.step % cfg.train.checkpoint_every == 0 || state.step == total {
-            save(&state, &optimizer, session, state.elapsed_s + started.elapsed().as_secs_f64())?;
+            save(&state, &optimizer, session, &carried, state.elapsed_s + started.elapsed().as_secs_f64())?;
         }
     }
     observer.finished();

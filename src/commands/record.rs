@@ -6,7 +6,7 @@ use elmlab_kernel::checkpoint::{load_tensors, load_weights, WEIGHTS};
 use elmlab_kernel::config::ResolvedConfig;
 use elmlab_kernel::registry::Registry;
 use elmlab_kernel::rundir::RunDir;
-use elmlab_kernel::task::{Batch, Inputs};
+use elmlab_kernel::task::{Batch, Carry, Inputs};
 use elmlab_kernel::trainer::Session;
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights
             time_major[to..to + width].copy_from_slice(&values[from..from + width]);
         }
     }
-    let b = Batch { steps, batch, inputs: Inputs::Dense(time_major), targets: Vec::new() };
+    let b = Batch { steps, batch, inputs: Inputs::Dense(time_major), targets: Vec::new(), carry: Carry::Fresh };
     let arrays = session.network.record(&b, elmlab_kernel::rng::stream(session.config.config.seed, "record", 0));
     write_npz(out, &arrays)?;
     let names: Vec<String> = arrays.iter().map(|(n, s, _)| format!("{n} {s:?}")).collect();

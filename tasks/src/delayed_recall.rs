@@ -6,7 +6,7 @@ use elmlab_kernel::error::PluginError;
 use elmlab_kernel::registry::TaskEntry;
 use elmlab_kernel::rng::stream;
 use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Inputs, LossAt, Split, Task, TaskContext};
+use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
 use rand::Rng;
 
 static FIELDS: &[F] = &[
@@ -81,7 +81,7 @@ impl DelayedRecall {
                 }
             }
         }
-        Batch { steps, batch, inputs: Inputs::Dense(inputs), targets }
+        Batch { steps, batch, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh }
     }
 }
 
@@ -101,13 +101,13 @@ impl Task for DelayedRecall {
     fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError> {
         Ok(self.sample(&mut stream(self.seed, "delayed_recall/train", step), batch))
     }
-    fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError> {
+    fn eval_batches(&self, split: Split, batch: usize) -> Result<EvalBatches<'_>, PluginError> {
         let (purpose, n) = match split {
             Split::Train => ("delayed_recall/train-eval", self.valid_batches),
             Split::Valid => ("delayed_recall/valid", self.valid_batches),
             Split::Test => ("delayed_recall/test", self.test_batches),
         };
-        Ok((0..n as u64).map(|i| self.sample(&mut stream(self.seed, purpose, i), batch)).collect())
+        Ok(Box::new((0..n as u64).map(move |i| Ok(self.sample(&mut stream(self.seed, purpose, i), batch)))))
     }
 }
 
@@ -146,9 +146,10 @@ mod tests {
         let t = task();
         assert_eq!(t.train_batch(5, 3).unwrap(), t.train_batch(5, 3).unwrap());
         assert_ne!(t.train_batch(5, 3).unwrap(), t.train_batch(6, 3).unwrap());
-        assert_eq!(t.eval_batches(Split::Valid, 4).unwrap(), t.eval_batches(Split::Valid, 4).unwrap());
-        assert_ne!(t.eval_batches(Split::Valid, 4).unwrap(), t.eval_batches(Split::Test, 4).unwrap());
-        assert_eq!(t.eval_batches(Split::Test, 4).unwrap().len(), 8);
+        let eval = |split| elmlab_kernel::task::collect_eval(t.as_ref(), split, 4).unwrap();
+        assert_eq!(eval(Split::Valid), eval(Split::Valid));
+        assert_ne!(eval(Split::Valid), eval(Split::Test));
+        assert_eq!(eval(Split::Test).len(), 8);
     }
 
     #[test]

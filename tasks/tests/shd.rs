@@ -3,7 +3,7 @@
 
 use elmlab_kernel::registry::Registry;
 use elmlab_kernel::schema::Settings;
-use elmlab_kernel::task::{Inputs, Split, Task, TaskContext};
+use elmlab_kernel::task::{collect_eval, Inputs, Split, Task, TaskContext};
 use elmlab_tasks::shd::data::{bin_of, bin_samples, locate, read_file, BinnedSample};
 use elmlab_tasks::shd::DataSource;
 use std::collections::BTreeMap;
@@ -124,9 +124,10 @@ fn shd_adding_rules_on_the_synthetic_twin() {
     assert_ne!(task.train_batch(3, 4).unwrap(), task.train_batch(4, 4).unwrap());
     assert_ne!(task.train_batch(3, 4).unwrap(), adding(dir.path(), 5).train_batch(3, 4).unwrap());
     // fixed evaluation sets
-    assert_eq!(task.eval_batches(Split::Valid, 4).unwrap(), task.eval_batches(Split::Valid, 4).unwrap());
-    assert_eq!(task.eval_batches(Split::Valid, 4).unwrap().len(), 3);
-    assert_eq!(task.eval_batches(Split::Test, 4).unwrap().len(), 2);
+    let eval = |split| collect_eval(task.as_ref(), split, 4).unwrap();
+    assert_eq!(eval(Split::Valid), eval(Split::Valid));
+    assert_eq!(eval(Split::Valid).len(), 3);
+    assert_eq!(eval(Split::Test).len(), 2);
     // sum labels span 0..=18 over enough batches
     let mut seen = [false; 19];
     (0..40).for_each(|s| task.train_batch(s, 16).unwrap().targets.iter().for_each(|&y| seen[y] = true));
@@ -156,7 +157,7 @@ fn shd_digits_reads_one_digit() {
     s.remove("test_batches");
     let task = (e.build)(&Settings::from_map(s), &TaskContext { seed: 0 }).unwrap();
     assert_eq!((task.classes(), task.sequence_length()), (20, 40));
-    let test = task.eval_batches(Split::Test, 64).unwrap();
+    let test = collect_eval(task.as_ref(), Split::Test, 64).unwrap();
     assert_eq!(test.iter().map(|b| b.batch).sum::<usize>(), 400);
 }
 

@@ -7,7 +7,7 @@ use elmlab_kernel::network::{cross_entropy, Network};
 use elmlab_kernel::neuron::ForwardContext;
 use elmlab_kernel::rng::stream;
 use elmlab_kernel::schema::default_settings;
-use elmlab_kernel::task::{Batch, Inputs, LossAt};
+use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -69,14 +69,14 @@ fn check_fixture(name: &str) {
     let inputs: Vec<f32> = case["inputs"].as_array().unwrap().iter().flat_map(|t| t.as_array().unwrap().iter().flat_map(|b| floats(b))).map(|x| x as f32).collect();
     let targets: Vec<usize> = case["targets"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     let at = if case["loss_at"] == "last" { LossAt::LastStep } else { LossAt::EveryStep };
-    let b = Batch { steps, batch, inputs: Inputs::Dense(inputs), targets };
+    let b = Batch { steps, batch, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh };
     let smoothing = case["label_smoothing"].as_f64().unwrap();
     let expected = &case["expected"];
     let close = |got: f64, want: f64, tol: f64| (got - want).abs() <= tol * want.abs().max(1.0);
 
     // forward: logits at every step (read every step for the comparison)
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
-    let pass = network.forward(&mut ctx, &b, LossAt::EveryStep);
+    let pass = network.forward(&mut ctx, &b, LossAt::EveryStep, None);
     for (t, logits) in pass.logits.iter().enumerate() {
         let got = logits.as_vec();
         for c in 0..classes {
@@ -90,7 +90,7 @@ fn check_fixture(name: &str) {
 
     // loss, penalties and gradients
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
-    let g = network.loss_and_gradients(&mut ctx, &b, at, smoothing);
+    let g = network.loss_and_gradients(&mut ctx, &b, at, smoothing, None);
     assert!(close(g.loss as f64, expected["loss"].as_f64().unwrap(), 1e-5), "{name}: loss {} vs {}", g.loss, expected["loss"]);
     for (pen, value) in &g.penalties {
         assert!(close(*value as f64, expected[pen.as_str()].as_f64().unwrap(), 1e-5), "{name}: penalty {pen} {value} vs {}", expected[pen.as_str()]);

@@ -6,7 +6,7 @@ use super::*;
 use elmlab_kernel::connectivity::Connectome;
 use elmlab_kernel::network::Network;
 use elmlab_kernel::rng::stream;
-use elmlab_kernel::task::{Batch, Inputs, LossAt};
+use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
 use rand::Rng;
 
 /// Wires a fixed pattern with recurrent sources, independent of the connectivity crate.
@@ -58,7 +58,7 @@ fn batch(at: LossAt) -> Batch {
         LossAt::LastStep => vec![2, 0],
         LossAt::EveryStep => (0..T * B).map(|i| i % C).collect(),
     };
-    Batch { steps: T, batch: B, inputs: Inputs::Dense(inputs), targets }
+    Batch { steps: T, batch: B, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh }
 }
 
 /// The reference: the spec's equations in f64, parameters by name.
@@ -102,7 +102,7 @@ fn check(at: LossAt, relu: bool) {
     let (net, idx) = network(relu);
     let b = batch(at);
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
-    let g = net.loss_and_gradients(&mut ctx, &b, at, 0.0);
+    let g = net.loss_and_gradients(&mut ctx, &b, at, 0.0, None);
     let base = params_f64(&net);
     let expect = reference_loss(&base, &idx, &b, at, relu);
     assert!((g.loss as f64 - expect).abs() < 1e-5 * expect.abs().max(1.0), "loss {} vs reference {expect}", g.loss);

@@ -7,7 +7,7 @@ use elmlab_kernel::error::PluginError;
 use elmlab_kernel::registry::TaskEntry;
 use elmlab_kernel::rng::stream;
 use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Inputs, LossAt, Split, Task, TaskContext};
+use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
 use rand::Rng;
 
 static ADDING_FIELDS: [F; 6] = [
@@ -79,7 +79,7 @@ impl ShdAdding {
             paint(&mut inputs, second, digit, b, batch);
             targets.push(pair_label(first.label, second.label));
         }
-        Ok(Batch { steps, batch, inputs: Inputs::Dense(inputs), targets })
+        Ok(Batch { steps, batch, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh })
     }
 }
 
@@ -99,10 +99,11 @@ impl Task for ShdAdding {
     fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError> {
         self.pairs(Split::Train, &mut stream(self.data.source().seed, "shd_adding/train", step), batch)
     }
-    fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError> {
+    fn eval_batches(&self, split: Split, batch: usize) -> Result<EvalBatches<'_>, PluginError> {
+        self.data.get()?;
         let n = if split == Split::Test { self.test_batches } else { self.valid_batches };
         let purpose = format!("shd_adding/{split}");
-        (0..n as u64).map(|i| self.pairs(split, &mut stream(self.data.source().seed, &purpose, i), batch)).collect()
+        Ok(Box::new((0..n as u64).map(move |i| self.pairs(split, &mut stream(self.data.source().seed, &purpose, i), batch))))
     }
     fn chance_accuracy(&self) -> f64 {
         0.1 // always answering 9, the most frequent sum
@@ -123,7 +124,7 @@ impl ShdDigits {
         for (b, s) in chosen.iter().enumerate() {
             paint(&mut inputs, s, 0, b, batch);
         }
-        Batch { steps, batch, inputs: Inputs::Dense(inputs), targets: chosen.iter().map(|s| s.label as usize).collect() }
+        Batch { steps, batch, inputs: Inputs::Dense(inputs), targets: chosen.iter().map(|s| s.label as usize).collect(), carry: Carry::Fresh }
     }
 }
 
@@ -150,8 +151,8 @@ impl Task for ShdDigits {
         self.data.get().map(|_| ())
     }
     /// Every sample of the split once, in file order.
-    fn eval_batches(&self, split: Split, batch: usize) -> Result<Vec<Batch>, PluginError> {
+    fn eval_batches(&self, split: Split, batch: usize) -> Result<EvalBatches<'_>, PluginError> {
         let samples = pool(self.data.get()?, split);
-        Ok(samples.chunks(batch).map(|c| self.samples(&c.iter().collect::<Vec<_>>())).collect())
+        Ok(Box::new(samples.chunks(batch).map(|c| Ok(self.samples(&c.iter().collect::<Vec<_>>())))))
     }
 }
