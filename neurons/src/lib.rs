@@ -3,3 +3,6 @@
 pub mod elm;
 pub mod linear;
 mod wiring;
+
+#[cfg(test)]
+mod carry_tests;

@@ -155,7 +155,7 @@ impl Enwik8 {
                         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
                     }
                     let source = markov::MarkovSource::new(0);
-                    tracing::info!(path = %self.path.display(), entropy_rate = source.entropy_rate(), "writing the synthetic Markov text");
+                    tracing::info!(path = %self.path.display(), entropy_rate = source.entropy_rate(), unigram_entropy = source.unigram_entropy(), "writing the synthetic Markov text (bits per byte)");
                     elmlab_kernel::rundir::write_atomic(&self.path, &source.generate(n)).map_err(|e| e.to_string())?;
                 }
                 Corpus::new(&read_text(&self.path).map_err(|e| e.message)?, self.vocab_size).map_err(|e| e.message)
