@@ -75,6 +75,9 @@ pub enum Command {
         /// Which weights: `best` (selected on validation) or `last` (latest checkpoint).
         #[arg(long, default_value = "best")]
         weights: String,
+        /// Evaluate only the first this many bytes of the split (tasks with `eval_bytes`, e.g. enwik8).
+        #[arg(long)]
+        max_bytes: Option<u64>,
         #[arg(long)]
         json: bool,
     },

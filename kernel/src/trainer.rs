@@ -50,8 +50,15 @@ impl Session {
         let mut stats = BatchStats::default();
         let mut ctx = ForwardContext::new(false, stream(cfg.seed, "eval", 0));
         let mut carried = None;
-        for b in batches {
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        for (i, b) in batches.enumerate() {
             let b = b.map_err(RunError::Task)?;
+            // Long evaluations (a whole text split) say how far they are.
+            if last_report.elapsed().as_secs() >= 30 {
+                tracing::info!(split = %split, batches = i, positions = stats.count, seconds = started.elapsed().as_secs(), "evaluating");
+                last_report = Instant::now();
+            }
             validate_batch(self.task.as_ref(), &b).map_err(RunError::Task)?;
             let (batch_stats, state) = self.network.evaluate_batch(&mut ctx, &b, self.task.loss_at(), carried.as_ref());
             stats.add(&batch_stats);

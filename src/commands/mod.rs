@@ -25,6 +25,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             println!("wrote {} and {}", out.join("shd_train.h5").display(), out.join("shd_test.h5").display());
             Ok(0)
         }
-        Command::Eval { run_dir, split, weights, json } => eval::run(&registry, &run_dir, &split, &weights, json),
+        Command::Eval { run_dir, split, weights, max_bytes, json } => eval::run(&registry, &run_dir, &split, &weights, max_bytes, json),
     }
 }
