@@ -58,10 +58,12 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
     match train(&mut session, &run_dir, &options, &mut progress)? {
         Outcome::Finished(summary) => {
             let best = &summary["best"];
+            let metric = best["metric"].as_str().unwrap_or("");
             println!(
-                "finished {}: best valid {} {:.4} at step {}, test {:.4}  ({} parameters, {:.1} steps/s)",
+                "finished {}: best valid {}{} {:.4} at step {}, test {:.4}  ({} parameters, {:.1} steps/s)",
                 run_dir.path.display(),
-                best["metric"].as_str().unwrap_or(""),
+                metric,
+                if metric == "bits_per_byte" { " (BPC)" } else { "" },
                 best["value"].as_f64().unwrap_or(f64::NAN),
                 best["step"],
                 best["test"][best["metric"].as_str().unwrap_or("")].as_f64().unwrap_or(f64::NAN),
