@@ -125,10 +125,6 @@ pub trait Task: Send + Sync {
     fn selection(&self) -> Selection {
         Selection { metric: "accuracy", higher_is_better: true }
     }
-    /// Accuracy a constant guess reaches, for reports.
-    fn chance_accuracy(&self) -> f64 {
-        1.0 / self.classes() as f64
-    }
 }
 
 /// Checks a batch a task produced against what the task declares; the kernel refuses
