@@ -1,0 +1,92 @@
+//! LSTM: `i, f, o = σ(·)`, `g = tanh(·)`, `c_t = f⊙c_{t−1} + i⊙g`, `h_t = o⊙tanh(c_t)`.
+
+use super::{affine, gate_blocks, gated_plan, init_gated};
+use elmlab_kernel::connectivity::Connectivity;
+use elmlab_kernel::error::PluginError;
+use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer};
+use elmlab_kernel::params::ParamStore;
+use elmlab_kernel::registry::NeuronEntry;
+use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
+use elmlab_kernel::tensor::{fork, Traced};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+static FIELDS: &[F] = &[
+    F::new("forget_bias", K::Float { min: f64::NEG_INFINITY }, D::Float(0.0), "added to the forget gate's input bias after initialisation (e.g. 1.0)"),
+    F::new("init", K::Choice(&["uniform", "chrono"]), D::Text("uniform"), "chrono: forget bias log(U(1, chrono_max − 1)), input bias its negative"),
+    F::new("chrono_max", K::Float { min: 2.0 }, D::Float(1000.0), "longest dependency (in steps) chrono initialisation prepares for"),
+];
+
+elmlab_kernel::inventory::submit! {
+    NeuronEntry { name: "lstm", doc: "LSTM, densely wired, PyTorch layout (weight_ih_l0, ...); gates i, f, g, o", fields: FIELDS, build }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lstm {
+    pub forget_bias: f64,
+    pub chrono_max: Option<f64>,
+}
+
+fn build(s: &Settings) -> Result<Box<dyn NeuronModel>, PluginError> {
+    Ok(Box::new(Lstm { forget_bias: s.float("forget_bias"), chrono_max: (s.text("init") == "chrono").then(|| s.float("chrono_max")) }))
+}
+
+impl NeuronModel for Lstm {
+    fn requested_fan_in(&self) -> Option<usize> {
+        None
+    }
+    fn plan(&self, shape: &NetworkShape) -> Vec<LayerPlan> {
+        vec![gated_plan("lstm", 4, shape.units, shape.input_width)]
+    }
+    fn build(&self, shape: &NetworkShape, _wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<Vec<Box<dyn RecurrentLayer>>, PluginError> {
+        let h = shape.units;
+        init_gated(store, "lstm", 4, h, shape.input_width, rng);
+        let mut bias = store.values("lstm.bias_ih_l0");
+        if let Some(max) = self.chrono_max {
+            let mut hh = store.values("lstm.bias_hh_l0");
+            for u in 0..h {
+                let f = rng.gen_range(1.0..(max - 1.0)).ln() as f32;
+                bias[h + u] = f; // forget block
+                bias[u] = -f; // input block
+                hh[h + u] = 0.0;
+                hh[u] = 0.0;
+            }
+            store.load_values("lstm.bias_hh_l0", hh).map_err(PluginError::new)?;
+        }
+        (h..2 * h).for_each(|i| bias[i] += self.forget_bias as f32);
+        store.load_values("lstm.bias_ih_l0", bias).map_err(PluginError::new)?;
+        Ok(vec![Box::new(LstmLayer { hidden: h, input: shape.input_width })])
+    }
+}
+
+pub struct LstmLayer {
+    hidden: usize,
+    input: usize,
+}
+
+impl RecurrentLayer for LstmLayer {
+    fn name(&self) -> &str {
+        "lstm"
+    }
+    fn units(&self) -> usize {
+        self.hidden
+    }
+    fn input_width(&self) -> usize {
+        self.input
+    }
+    fn state_rows(&self) -> Vec<usize> {
+        vec![self.hidden, self.hidden] // h, c
+    }
+    fn step(&self, p: &ParamStore, _ctx: &mut ForwardContext, x: Traced, state: LayerState) -> (Traced, LayerState) {
+        let mut state = state.into_iter();
+        let (h_prev, c_prev) = (state.next().expect("h"), state.next().expect("c"));
+        let gates = affine(p, "lstm.weight_ih_l0", "lstm.bias_ih_l0", x) + affine(p, "lstm.weight_hh_l0", "lstm.bias_hh_l0", h_prev);
+        let mut g = gate_blocks(gates, 4, self.hidden).into_iter();
+        let (i, f, cell, o) = (g.next().unwrap().sigmoid(), g.next().unwrap().sigmoid(), g.next().unwrap().tanh(), g.next().unwrap().sigmoid());
+        let c = f * c_prev + i * cell;
+        let (c_state, c_out) = fork(c);
+        let h = o * c_out.tanh();
+        let (h_state, h_out) = fork(h);
+        (h_out, vec![h_state, c_state])
+    }
+}
