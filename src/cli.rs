@@ -61,6 +61,15 @@ pub enum Command {
         #[arg(long, default_value = "best")]
         weights: String,
     },
+    /// Train every model variant of a comparison file (budgets × variants × seeds), then
+    /// write a table (Markdown, CSV) and a chart; re-running skips finished runs and
+    /// resumes unfinished ones.
+    Compare {
+        file: PathBuf,
+        /// Runs trained at the same time (each in its own process).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
     /// Data helpers.
     Data {
         #[command(subcommand)]

@@ -257,9 +257,8 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
     }
     observer.finished();
 
+    // Over the whole run, all invocations together (a resumed run reports the same kind of number).
     let wall = state.elapsed_s + started.elapsed().as_secs_f64();
-    let steps_this_run = state.step - first_step;
-    let this_run_s = started.elapsed().as_secs_f64();
     // The test split is evaluated with the selected (best) weights.
     let final_params = session.network.params.clone();
     if run.best_dir().join(WEIGHTS).is_file() {
@@ -284,7 +283,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         "final": { "valid": state.last_valid },
         "best": { "metric": session.task.selection().metric, "value": state.best_value, "step": state.best_step, "valid": state.best_metrics, "test": test },
         "wall_time_s": wall,
-        "steps_per_s": if this_run_s > 0.0 { steps_this_run as f64 / this_run_s } else { 0.0 },
+        "steps_per_s": if wall > 0.0 { state.step as f64 / wall } else { 0.0 },
         "versions": versions(),
     });
     write_atomic(&run.summary_path(), serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes())?;

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod compare;
 mod eval;
 mod inspect;
 mod list;
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List { json } => list::run(&registry, json),
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
         Command::Train { config, overrides, out, resume, halt_after } => train::run(&registry, config, overrides, out, resume, halt_after),
+        Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Record { source, input, out, weights } => record::run(&registry, &source, &input, &out, &weights),
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {
             std::fs::create_dir_all(&out)?;

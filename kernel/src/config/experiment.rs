@@ -147,7 +147,12 @@ impl ResolvedConfig {
                 tree.set_override(other, "None")?;
             }
         }
-        let resolved = resolve_section(EXPERIMENT_FIELDS, &tree, "", registry)?;
+        Self::from_tree(&tree, registry)
+    }
+
+    /// Checks an already-built raw tree (overrides applied).
+    pub fn from_tree(tree: &Node, registry: &Registry) -> Result<Self, ConfigError> {
+        let resolved = resolve_section(EXPERIMENT_FIELDS, tree, "", registry)?;
         let config: ExperimentConfig = serde_json::from_value(resolved.clone()).map_err(|e| ConfigError::Invalid(format!("internal: resolved config does not fit its type: {e}")))?;
         match (config.model.units, config.model.budget) {
             (Some(_), Some(_)) => return Err(ConfigError::Invalid("give `model.units` or `model.budget`, not both (set the other to None)".into())),

@@ -31,6 +31,36 @@ impl Node {
         from_ron(value, origin)
     }
 
+    /// The value at `key` of a map.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map(m) => m.get(key),
+            _ => None,
+        }
+    }
+
+    /// Sets `path` to `value`, creating sections on the way (replacing non-sections).
+    pub fn set(&mut self, path: &[&str], value: Node) {
+        let Some((last, lead)) = path.split_last() else {
+            *self = value;
+            return;
+        };
+        let mut node = self;
+        for key in lead {
+            if !matches!(node, Node::Map(_)) {
+                *node = Node::empty_map();
+            }
+            let Node::Map(map) = node else { unreachable!() };
+            node = map.entry(key.to_string()).or_insert_with(Node::empty_map);
+        }
+        if !matches!(node, Node::Map(_)) {
+            *node = Node::empty_map();
+        }
+        if let Node::Map(map) = node {
+            map.insert(last.to_string(), value);
+        }
+    }
+
     /// Short text of the value for error messages.
     pub fn brief(&self) -> String {
         match self {

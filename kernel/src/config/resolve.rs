@@ -144,13 +144,17 @@ fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry)
             let switched = matches!(node, Node::Map(m) if matches!(m.get("kind"), Some(Node::Override(_))));
             if let Node::Map(m) = &mut settings {
                 if switched {
+                    let mut dropped = Vec::new();
                     m.retain(|k, v| {
                         let keep = matches!(v, Node::Override(_)) || fields.iter().any(|f| f.name == k.as_str());
                         if !keep {
-                            tracing::warn!("`{key}.{k}` does not apply to {} `{kind}`; ignored", family.noun());
+                            dropped.push(k.clone());
                         }
                         keep
                     });
+                    if !dropped.is_empty() {
+                        tracing::warn!("settings of the file's `{key}` that {} `{kind}` does not have are ignored: {}", family.noun(), dropped.join(", "));
+                    }
                 }
                 if let Some(bad) = m.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
                     let mut valid = vec!["kind".to_string()];
