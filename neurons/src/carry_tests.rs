@@ -2,9 +2,7 @@
 //! state carried equal one segment of 100 in the forward pass, and no gradient flows
 //! back across the segment boundary.
 
-use elmlab_kernel::connectivity::{Connectome, Connectivity, WiringShape};
 use elmlab_kernel::dfdx::prelude::HasShape;
-use elmlab_kernel::error::PluginError;
 use elmlab_kernel::network::{Network, NetworkState};
 use elmlab_kernel::neuron::{ForwardContext, NetworkShape};
 use elmlab_kernel::params::ParamStore;
@@ -13,21 +11,7 @@ use elmlab_kernel::rng::stream;
 use elmlab_kernel::schema::{default_settings, Settings};
 use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
-struct Recurrent;
-impl Connectivity for Recurrent {
-    fn fan_in(&self, r: usize, _: usize, _: usize) -> usize {
-        r
-    }
-    fn wire(&self, shape: WiringShape, rng: &mut ChaCha8Rng) -> Result<Connectome, PluginError> {
-        let n = shape.input_width + shape.units;
-        Ok(Connectome { shape, indices: (0..shape.units).map(|_| (0..shape.fan_in).map(|_| rng.gen_range(0..n)).collect()).collect() })
-    }
-    fn is_recurrent(&self) -> bool {
-        true
-    }
-}
 
 const D: usize = 5;
 const C: usize = 5;
@@ -53,7 +37,7 @@ fn network(name: &str) -> Network {
     let shape = NetworkShape { units: 4, input_width: D, classes: C, fan_in: model.requested_fan_in() };
     let mut params = ParamStore::new();
     let mut rng = stream(3, "init", 0);
-    let layers = model.build(&shape, &Recurrent, &mut params, &mut rng).unwrap();
+    let layers = model.build(&shape, &crate::test_wiring::AnySource, &mut params, &mut rng).unwrap();
     let last = layers.last().unwrap().units();
     params.insert_uniform("output.weight", &[C, last], 0.5, &mut rng);
     params.insert_uniform("output.bias", &[C], 0.5, &mut rng);

@@ -7,3 +7,5 @@ mod wiring;
 
 #[cfg(test)]
 mod carry_tests;
+#[cfg(test)]
+mod test_wiring;

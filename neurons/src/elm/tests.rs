@@ -152,24 +152,11 @@ fn worked_examples_of_the_spec() {
 #[test]
 fn closed_form_equals_real_tensors_over_a_grid() {
     use serde_json::json;
-    struct Uniform;
-    impl Connectivity for Uniform {
-        fn fan_in(&self, r: usize, _: usize, _: usize) -> usize {
-            r
-        }
-        fn wire(&self, shape: WiringShape, rng: &mut ChaCha8Rng) -> Result<elmlab_kernel::connectivity::Connectome, PluginError> {
-            let n = shape.input_width + shape.units;
-            Ok(elmlab_kernel::connectivity::Connectome { shape, indices: (0..shape.units).map(|_| (0..shape.fan_in).map(|_| rng.gen_range(0..n)).collect()).collect() })
-        }
-        fn is_recurrent(&self) -> bool {
-            true
-        }
-    }
     for (memory, layers, branches, spb) in [(1, 0, 1, 1), (2, 1, 3, 2), (4, 3, 5, 1), (5, 1, 30, 10)] {
         let model = elm(&[("memory", json!(memory)), ("mlp_layers", json!(layers)), ("branches", json!(branches)), ("synapses_per_branch", json!(spb))]).unwrap();
         let shape = NetworkShape { units: 7, input_width: 11, classes: 4, fan_in: model.requested_fan_in() };
         let mut store = ParamStore::new();
-        model.build(&shape, &Uniform, &mut store, &mut stream(1, "init", 0)).unwrap();
+        model.build(&shape, &crate::test_wiring::AnySource, &mut store, &mut stream(1, "init", 0)).unwrap();
         for layer in model.plan(&shape) {
             assert_eq!(store.count(&format!("{}.", layer.name)), layer.params, "{memory} {layers} {branches} {spb}: {}", layer.name);
         }

@@ -3,26 +3,12 @@
 //! implementation.
 
 use super::*;
-use elmlab_kernel::connectivity::Connectome;
+use crate::test_wiring::AnySource;
 use elmlab_kernel::network::Network;
 use elmlab_kernel::rng::stream;
 use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
 use rand::Rng;
 
-/// Wires a fixed pattern with recurrent sources, independent of the connectivity crate.
-struct TestWiring;
-impl Connectivity for TestWiring {
-    fn fan_in(&self, requested: usize, _: usize, _: usize) -> usize {
-        requested
-    }
-    fn wire(&self, shape: WiringShape, rng: &mut ChaCha8Rng) -> Result<Connectome, PluginError> {
-        let sources = shape.input_width + shape.units;
-        Ok(Connectome { shape, indices: (0..shape.units).map(|_| (0..shape.fan_in).map(|_| rng.gen_range(0..sources)).collect()).collect() })
-    }
-    fn is_recurrent(&self) -> bool {
-        true
-    }
-}
 
 const D_IN: usize = 3;
 const UNITS: usize = 4;
@@ -40,14 +26,14 @@ fn network(relu: bool) -> (Network, Vec<Vec<usize>>) {
     let shape = NetworkShape { units: UNITS, input_width: D_IN, classes: C, fan_in: Some(K) };
     let mut store = ParamStore::new();
     let mut rng = stream(7, "init", 0);
-    let layers = m.build(&shape, &TestWiring, &mut store, &mut rng).unwrap();
+    let layers = m.build(&shape, &AnySource, &mut store, &mut rng).unwrap();
     // Non-zero biases so the bias gradient is exercised away from relu's kink.
     let b: Vec<f32> = (0..UNITS).map(|i| 0.1 * i as f32 - 0.05).collect();
     store.load_values("hidden.b", b).unwrap();
     store.insert_uniform("output.weight", &[C, UNITS], 0.5, &mut rng);
     store.insert_uniform("output.bias", &[C], 0.5, &mut rng);
     // Recover the same connectome: the wiring is the first thing drawn from the stream.
-    let wiring = TestWiring.wire(WiringShape { units: UNITS, input_width: D_IN, fan_in: K }, &mut stream(7, "init", 0)).unwrap();
+    let wiring = AnySource.wire(WiringShape { units: UNITS, input_width: D_IN, fan_in: K }, &mut stream(7, "init", 0)).unwrap();
     (Network { layers, params: store, classes: C, input_width: D_IN }, wiring.indices)
 }
 
@@ -138,7 +124,7 @@ fn closed_form_count_equals_real_tensors() {
         let m = LinearUnits { synapses: k, tau: (1.0, 500.0), input_scale: 1.0, relu: true };
         let shape = NetworkShape { units, input_width: 9, classes: 4, fan_in: Some(k) };
         let mut store = ParamStore::new();
-        m.build(&shape, &TestWiring, &mut store, &mut stream(0, "init", 0)).unwrap();
+        m.build(&shape, &AnySource, &mut store, &mut stream(0, "init", 0)).unwrap();
         assert_eq!(store.count("hidden."), m.plan(&shape)[0].params);
         assert_eq!(store.count(""), units * (k + 1));
     }
