@@ -79,3 +79,18 @@ fn run_directories_are_not_overwritten_and_resume_needs_one() {
     let t = refused(&["eval", s(&run), "--split", "dev"]);
     assert!(t.contains("valid: train, valid, test"), "{t}");
 }
+
+#[test]
+fn elm_settings_that_cannot_work_are_refused_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.ron", SMALL);
+    let elm = "model.neuron.kind=elm";
+    let t = refused(&["inspect", s(&cfg), elm, "model.neuron.synapses_per_branch=0"]);
+    assert!(t.contains("`model.neuron.synapses_per_branch` expects integer >= 1 or None, got `0`"), "{t}");
+    let t = refused(&["inspect", s(&cfg), elm, "model.neuron.memory=0"]);
+    assert!(t.contains("`model.neuron.memory` expects integer >= 1, got `0`"), "{t}");
+    let t = refused(&["inspect", s(&cfg), elm, "model.neuron.tau_memory=(500,1)"]);
+    assert!(t.contains("`model.neuron.tau_memory` expects pair of numbers (low, high), got `(500,1)`"), "{t}");
+    let t = refused(&["inspect", s(&cfg), elm, "model.budget=1000"]);
+    assert!(t.contains("budget 1000 is below the smallest network: 1 unit already needs"), "{t}");
+}

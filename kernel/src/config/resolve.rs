@@ -45,7 +45,12 @@ fn default_of(field: &FieldSpec, key: &str, registry: &Registry) -> Result<Value
 }
 
 fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry) -> Result<Value, ConfigError> {
-    let wrong = |node: &Node| ConfigError::WrongType { key: key.to_string(), expected: field.kind.to_string(), got: node.brief() };
+    // Errors quote what the user wrote (an override's text, not its parsed form).
+    let given = node;
+    let wrong = |node: &Node| {
+        let got = if matches!(given, Node::Override(_)) { given.brief() } else { node.brief() };
+        ConfigError::WrongType { key: key.to_string(), expected: field.kind.to_string(), got }
+    };
     // An override is text until the schema says what it must be.
     let parsed;
     let node = match node {
