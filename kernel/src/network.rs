@@ -9,7 +9,7 @@ use crate::neuron::{ForwardContext, LayerPlan, NetworkShape, NeuronModel, Recurr
 use crate::params::ParamStore;
 use crate::registry::Registry;
 use crate::task::{Batch, Carry, Inputs, LossAt, Task};
-use crate::tensor::{device, matrix, merge_history, trace, Dev, Matrix, Traced, TracedScalar};
+use crate::tensor::{absorb, device, matrix, trace, Dev, Matrix, Traced, TracedScalar};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -301,7 +301,7 @@ pub fn cross_entropy(pass: ForwardPass, targets: &[usize], classes: usize, smoot
     }
     let mut loss = total.expect("a forward pass reads at least one step");
     for state in pass.leftovers {
-        loss = merge_history(loss, state);
+        loss = absorb(loss, state);
     }
     (loss, stats)
 }

@@ -150,7 +150,10 @@ pub trait RecurrentLayer: Send {
             ctx.record(&format!("{}.activity", self.name()), &[self.units()], &emit);
             state = next;
             outputs.push(emit);
-            drop_into_state(&mut state, keep);
+            if !state.is_empty() {
+                let first = state.remove(0);
+                state.insert(0, crate::tensor::absorb(first, keep));
+            }
         }
         SequenceOutput { outputs, state }
     }
@@ -160,16 +163,4 @@ pub trait RecurrentLayer: Send {
         let dev = crate::tensor::device();
         self.state_rows().into_iter().map(|rows| crate::tensor::matrix(&dev, vec![0.0; rows * batch], rows, batch)).collect()
     }
-}
-
-/// Keeps the history held by `keep` alive by merging its tape into the first state matrix.
-fn drop_into_state(state: &mut LayerState, keep: Traced) {
-    use dfdx::prelude::*;
-    if state.is_empty() {
-        return;
-    }
-    let first = state.remove(0);
-    let (value, tape) = first.split_tape();
-    let (_, other) = keep.split_tape();
-    state.insert(0, value.put_tape(tape.merge(other)));
 }

@@ -140,10 +140,6 @@ impl ParamStore {
         Ok(())
     }
 
-    pub fn device(&self) -> Dev {
-        device()
-    }
-
     /// Records a fixed tensor beside the parameters.
     pub fn insert_buffer(&mut self, name: &str, shape: &[usize], values: BufferValues) {
         assert!(self.buffer(name).is_none() && !self.contains(name), "`{name}` registered twice");

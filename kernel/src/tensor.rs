@@ -37,8 +37,9 @@ pub fn fork<S: Shape>(t: Tensor<S, f32, Dev, Tape>) -> (Tensor<S, f32, Dev, Tape
     (data.put_tape(tape), second)
 }
 
-/// Moves the history held by `from` into `into` so it reaches the loss.
-pub fn merge_history(into: TracedScalar, from: Traced) -> TracedScalar {
+/// Moves the history held by `from` into `into` (any shapes), so that it reaches the
+/// loss wherever `into` goes; `from`'s value is dropped.
+pub fn absorb<S: Shape, R: Shape>(into: Tensor<S, f32, Dev, Tape>, from: Tensor<R, f32, Dev, Tape>) -> Tensor<S, f32, Dev, Tape> {
     let (value, tape) = into.split_tape();
     let (_, other) = from.split_tape();
     value.put_tape(tape.merge(other))

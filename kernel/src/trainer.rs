@@ -90,10 +90,6 @@ pub trait Observer {
     fn finished(&mut self) {}
 }
 
-/// A silent observer.
-pub struct Quiet;
-impl Observer for Quiet {}
-
 pub struct TrainOptions {
     /// Continue from the run directory's latest checkpoint.
     pub resume: bool,

@@ -143,10 +143,6 @@ impl ElmLayer {
         })
     }
 
-    pub fn spec(&self) -> &LayerSpec {
-        &self.spec
-    }
-
     fn per_memory(&self, v: &Tensor<(usize,), f32, Dev>, batch: usize) -> Const3 {
         v.clone().broadcast_like::<(usize, usize, usize), Axes2<0, 2>>(&(self.spec.units, self.spec.memory, batch))
     }

@@ -13,7 +13,7 @@ pub use lstm::Lstm;
 use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::neuron::LayerPlan;
 use elmlab_kernel::params::ParamStore;
-use elmlab_kernel::tensor::{fork, Traced};
+use elmlab_kernel::tensor::{absorb, fork, Traced};
 
 /// Closed-form size of a gated layer with `gates` gate blocks of `hidden` units.
 pub fn gated_plan(name: &str, gates: usize, hidden: usize, input: usize) -> LayerPlan {
@@ -58,8 +58,6 @@ pub fn gate_blocks(t: Traced, gates: usize, hidden: usize) -> Vec<Traced> {
     }
     // The history stays on `rest`; hand it to the first block so it reaches the loss.
     let first = blocks.remove(0);
-    let (value, tape) = first.split_tape();
-    let (_, history) = rest.split_tape();
-    blocks.insert(0, value.put_tape(tape.merge(history)));
+    blocks.insert(0, absorb(first, rest));
     blocks
 }
