@@ -70,6 +70,46 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         jobs: usize,
     },
+    /// Sweeps: plan a sweep file into a manifest, run it here or on Slurm, collect a table.
+    Sweep {
+        #[command(subcommand)]
+        command: SweepCommand,
+    },
+    /// Train run I of a sweep manifest (I from --index or SLURM_ARRAY_TASK_ID); finished
+    /// runs are skipped, unfinished ones resumed; SIGUSR1/SIGTERM checkpoint and stop.
+    RunIndex {
+        manifest: PathBuf,
+        #[arg(long)]
+        index: Option<usize>,
+    },
+    /// Figures from a sweep's results.csv or from run directories (SVG and PNG).
+    Plot {
+        #[command(subcommand)]
+        command: PlotCommand,
+    },
+    /// Fit a tradeoff model (metric from N, k_e, k_c) to a sweep's results.csv; print
+    /// the fitted parameters with uncertainties and the predicted best allocation.
+    Fit {
+        /// A results.csv written by `elmlab sweep collect`.
+        results: PathBuf,
+        /// The model to fit (`--list` shows them).
+        #[arg(long, default_value = "info_saturation")]
+        model: String,
+        /// Metric column (default: `test`, the selection metric on the test split).
+        #[arg(long, default_value = "test")]
+        metric: String,
+        /// Budgets to predict the best allocation for (default: those in the results).
+        #[arg(long, value_delimiter = ',')]
+        budgets: Vec<f64>,
+        /// Also draw the fitted model over the measured points (SVG + PNG, this stem).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// List the registered tradeoff models.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Data helpers.
     Data {
         #[command(subcommand)]
@@ -105,5 +145,96 @@ pub enum DataCommand {
         test_samples: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SweepCommand {
+    /// Expand a sweep file into `manifest.jsonl` (one resolved config per run) and print the runs.
+    Plan {
+        file: PathBuf,
+        /// Sweep directory (default: <out_dir>/<name> from the sweep file).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a manifest here, K processes at a time; finished runs are skipped, unfinished resumed.
+    Run {
+        manifest: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// Submit a manifest as a Slurm job array plus a dependent collect job.
+    Submit {
+        manifest: PathBuf,
+        /// Use Slurm (sbatch).
+        #[arg(long)]
+        slurm: bool,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Generic resources per task, e.g. `gpu:1`.
+        #[arg(long)]
+        gres: Option<String>,
+        /// Time limit per task (Slurm format, e.g. 04:00:00).
+        #[arg(long)]
+        time: Option<String>,
+        /// CPUs per task.
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// Memory per task, e.g. 8G.
+        #[arg(long)]
+        mem: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// At most this many tasks at once.
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// Seconds before the time limit at which a task checkpoints and requeues itself.
+        #[arg(long, default_value_t = 300)]
+        signal_before: u32,
+        /// Only these indices (e.g. `3,5-7`); default: every run not finished yet.
+        #[arg(long)]
+        indices: Option<String>,
+        /// Write and print the scripts without submitting.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One CSV row per run (results.csv beside the manifest) and the indices not finished.
+    Collect {
+        /// Sweep directory or its manifest.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlotCommand {
+    /// Metric against a swept axis (default d_m) at each budget, mean ± sd over seeds, optimum marked.
+    Tradeoff {
+        results: PathBuf,
+        /// Column for the x axis.
+        #[arg(long, default_value = "config.model.neuron.memory")]
+        x: String,
+        #[arg(long, default_value = "test")]
+        metric: String,
+        /// Output stem; writes STEM.svg and STEM.png (default: beside the CSV).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Metric against parameter count (log axes) for every run; the best allocation per budget joined.
+    Frontier {
+        results: PathBuf,
+        #[arg(long, default_value = "test")]
+        metric: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Learning curves (a metrics.jsonl key against step) of one or more runs.
+    Curves {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Key in metrics.jsonl, e.g. `train.loss` or `valid.accuracy`.
+        #[arg(long, default_value = "valid")]
+        metric: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod logging;
 mod progress;
+mod sweep;
 
 fn main() {
     let args = <cli::Cli as clap::Parser>::parse();

@@ -20,6 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+fn build_task(config: &ResolvedConfig, registry: &Registry) -> Result<Box<dyn Task>, BuildError> {
+    let cfg = &config.config;
+    let entry = registry.tasks.get(&cfg.task.kind)?;
+    (entry.build)(&cfg.task.settings(), &TaskContext { seed: cfg.seed }).map_err(|source| BuildError::Plugin { plugin: format!("task `{}`", cfg.task.kind), source })
+}
+
 /// Everything built from a config: task, model plan and network.
 pub struct Session {
     pub config: ResolvedConfig,
@@ -33,14 +39,19 @@ impl Session {
     /// Builds the task and the model (initialised from the seed). Shapes that cannot
     /// work are refused here, before any step runs.
     pub fn prepare(config: ResolvedConfig, registry: &Registry) -> Result<Self, BuildError> {
+        let task = build_task(&config, registry)?;
         let cfg = &config.config;
-        let entry = registry.tasks.get(&cfg.task.kind)?;
-        let task = (entry.build)(&cfg.task.settings(), &TaskContext { seed: cfg.seed })
-            .map_err(|source| BuildError::Plugin { plugin: format!("task `{}`", cfg.task.kind), source })?;
         let recipe = ModelRecipe::new(&cfg.model, task.as_ref(), registry)?;
         let plan = recipe.plan(&cfg.model)?;
         let network = recipe.build(&plan, &mut stream(cfg.seed, "init", 0))?;
         Ok(Session { config, task, recipe, plan, network })
+    }
+
+    /// The model's accounting (units solved from a budget, k_e, k_c, parameters) without
+    /// allocating weights: what planning many runs needs.
+    pub fn plan_only(config: &ResolvedConfig, registry: &Registry) -> Result<ModelPlan, BuildError> {
+        let task = build_task(config, registry)?;
+        ModelRecipe::new(&config.config.model, task.as_ref(), registry)?.plan(&config.config.model)
     }
 
     /// Metrics of the current weights on a split.

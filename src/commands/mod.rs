@@ -5,6 +5,8 @@ mod eval;
 mod inspect;
 mod list;
 mod record;
+mod run_index;
+mod sweep;
 mod train;
 
 use crate::cli::{Cli, Command, DataCommand};
@@ -19,6 +21,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
         Command::Train { config, overrides, out, resume, halt_after } => train::run(&registry, config, overrides, out, resume, halt_after),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
+        Command::Sweep { command } => sweep::run(&registry, command),
+        Command::RunIndex { manifest, index } => run_index::run(&registry, &manifest, index),
+        Command::Plot { .. } | Command::Fit { .. } => anyhow::bail!("not yet"),
         Command::Record { source, input, out, weights } => record::run(&registry, &source, &input, &out, &weights),
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {
             std::fs::create_dir_all(&out)?;

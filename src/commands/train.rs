@@ -53,6 +53,8 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
         }
         eprintln!("interrupt: writing a checkpoint at the end of this step (Ctrl-C again to quit now)");
     });
+    // Slurm's warning before the time limit (`--signal=USR1@…`): checkpoint and stop, like Ctrl-C.
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, options.interrupt.clone()).context("installing the SIGUSR1 handler")?;
     let interrupted = options.interrupt.clone();
     let mut progress = Progress::new();
     match train(&mut session, &run_dir, &options, &mut progress)? {
