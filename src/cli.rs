@@ -91,7 +91,8 @@ pub enum Command {
     /// the fitted parameters with uncertainties and the predicted best allocation.
     Fit {
         /// A results.csv written by `elmlab sweep collect`.
-        results: PathBuf,
+        #[arg(required_unless_present = "list")]
+        results: Option<PathBuf>,
         /// The model to fit (`--list` shows them).
         #[arg(long, default_value = "info_saturation")]
         model: String,
@@ -104,6 +105,9 @@ pub enum Command {
         /// Also draw the fitted model over the measured points (SVG + PNG, this stem).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Hold a parameter fixed, NAME=VALUE (repeatable).
+        #[arg(long)]
+        fix: Vec<String>,
         /// List the registered tradeoff models.
         #[arg(long)]
         list: bool,
@@ -232,7 +236,7 @@ pub enum PlotCommand {
         #[arg(required = true)]
         runs: Vec<PathBuf>,
         /// Key in metrics.jsonl, e.g. `train.loss` or `valid.accuracy`.
-        #[arg(long, default_value = "valid")]
+        #[arg(long, default_value = "train.loss")]
         metric: String,
         #[arg(long)]
         out: PathBuf,

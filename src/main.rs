@@ -5,10 +5,12 @@
 use elmlab_connectivity as _;
 use elmlab_neurons as _;
 use elmlab_tasks as _;
+use elmlab_tradeoff as _;
 
 mod cli;
 mod commands;
 mod logging;
+mod plot;
 mod progress;
 mod sweep;
 

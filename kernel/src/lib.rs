@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod connectivity;
 pub mod error;
+pub mod fit;
 pub mod network;
 pub mod neuron;
 pub mod optim;
@@ -18,6 +19,7 @@ pub mod schedule;
 pub mod schema;
 pub mod task;
 pub mod tensor;
+pub mod tradeoff;
 pub mod trainer;
 
 pub use dfdx;

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use elmlab_kernel::config::{Node, ResolvedConfig};
 use elmlab_kernel::registry::Registry;
+use crate::plot::results::mean_sd;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,13 +202,6 @@ fn collect(runs: &[Planned]) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
-    (mean, sd)
 }
 
 /// Rows grouped by (variant, budget), in first-seen order.

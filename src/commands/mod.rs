@@ -2,8 +2,10 @@
 
 mod compare;
 mod eval;
+mod fit;
 mod inspect;
 mod list;
+mod plot;
 mod record;
 mod run_index;
 mod sweep;
@@ -23,7 +25,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Sweep { command } => sweep::run(&registry, command),
         Command::RunIndex { manifest, index } => run_index::run(&registry, &manifest, index),
-        Command::Plot { .. } | Command::Fit { .. } => anyhow::bail!("not yet"),
+        Command::Plot { command } => plot::run(command),
+        Command::Fit { list: true, .. } => fit::list(),
+        Command::Fit { results, model, metric, budgets, plot, fix, json, .. } => fit::run(fit::FitArgs {
+            results: &results.unwrap_or_default(),
+            model: &model,
+            metric: &metric,
+            budgets: &budgets,
+            fix: &fix,
+            plot: plot.as_deref(),
+            json,
+        }),
         Command::Record { source, input, out, weights } => record::run(&registry, &source, &input, &out, &weights),
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {
             std::fs::create_dir_all(&out)?;
