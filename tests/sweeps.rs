@@ -322,3 +322,28 @@ fn plots_and_fit_from_a_results_table() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no column `nope`") && text(&o).contains("k_e"), "{}", text(&o));
 }
+
+#[test]
+fn the_ready_sweeps_plan_within_their_budgets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/sweeps");
+    for (file, runs, budgets) in [
+        ("quick.ron", 10, vec![5000]),
+        ("shd_adding_number_vs_complexity.ron", 27, vec![69000]),
+        ("enwik8_number_vs_complexity.ron", 8, vec![3280000]),
+        ("shd_adding_budget_scaling.ron", 40, vec![8000, 25000, 80000, 250000, 800000]),
+    ] {
+        let dir = tmp.path().join(file);
+        let o = elmlab(&["sweep", "plan", s(&root.join(file)), "--out", s(&dir)]);
+        assert!(o.status.success(), "{file}: {}", text(&o));
+        let m = manifest(&dir);
+        assert_eq!(m.len(), runs, "{file}");
+        for e in &m {
+            let (p, b) = (e["params"].as_u64().unwrap(), e["budget"].as_u64().unwrap());
+            assert!(budgets.contains(&b) && p <= b && p as f64 >= 0.9 * b as f64, "{file}: {p} for {b}");
+        }
+        // N shrinks as d_m grows at a fixed budget.
+        let first = m.iter().filter(|e| e["budget"] == m[0]["budget"] && e["seed"] == 0).map(|e| e["units"].as_u64().unwrap()).collect::<Vec<_>>();
+        assert!(first.windows(2).all(|w| w[0] > w[1]), "{file}: {first:?}");
+    }
+}
