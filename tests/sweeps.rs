@@ -347,3 +347,30 @@ fn the_ready_sweeps_plan_within_their_budgets() {
         assert!(first.windows(2).all(|w| w[0] > w[1]), "{file}: {first:?}");
     }
 }
+
+#[test]
+fn a_failing_run_is_reported_with_its_error_and_listed_for_resubmission() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Plans fine (data are read lazily), fails when it runs: the SHD files are not there.
+    let missing = tmp.path().join("no-shd-here");
+    let file = config(
+        tmp.path(),
+        "fail.ron",
+        &format!(r#"(name: "fail", base: "{}", set: {{"task.data_dir": "{}"}})"#, Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/shd_adding/linear.ron").display(), missing.display()),
+    );
+    let dir = tmp.path().join("fail");
+    let o = elmlab(&["sweep", "plan", s(&file), "--out", s(&dir)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = elmlab(&["sweep", "run", s(&dir.join("manifest.jsonl"))]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("failed: 0"), "{}", text(&o));
+    let o = elmlab(&["sweep", "collect", s(&dir)]);
+    let out = text(&o);
+    assert!(out.contains("run 0 failed") && out.contains("no-shd-here") && out.contains("--indices 0"), "{out}");
+    let mut reader = csv::Reader::from_path(dir.join("results.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let row = reader.records().next().unwrap().unwrap();
+    let get = |n: &str| row[headers.iter().position(|h| h == n).unwrap()].to_string();
+    assert_eq!(get("status"), "failed");
+    assert!(get("error").contains("no-shd-here"), "{}", get("error"));
+}
