@@ -9,6 +9,7 @@ use elmlab_tasks as _;
 mod cli;
 mod commands;
 mod logging;
+mod plugins;
 mod progress;
 
 fn main() {

@@ -13,7 +13,17 @@ use anyhow::Result;
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     crate::logging::init(cli.verbose);
-    let registry = elmlab_kernel::registry::Registry::builtin();
+    let mut registry = elmlab_kernel::registry::Registry::builtin();
+    crate::plugins::load_given(&mut registry, &cli.plugins)?;
+    // Plugins a config names are loaded before the config is checked.
+    match &cli.command {
+        Command::Inspect { config, overrides, .. } | Command::Train { config: Some(config), overrides, resume: None, .. } => crate::plugins::load_for_config(&mut registry, config, overrides)?,
+        Command::Train { resume: Some(dir), .. } | Command::Eval { run_dir: dir, .. } => crate::plugins::load_for_run(&mut registry, dir)?,
+        Command::Record { source, .. } if source.is_dir() => crate::plugins::load_for_run(&mut registry, source)?,
+        Command::Compare { file, .. } => crate::plugins::load_for_compare(&mut registry, file)?,
+        _ => {}
+    }
+    let registry = registry;
     match cli.command {
         Command::List { json } => list::run(&registry, json),
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
