@@ -21,6 +21,13 @@ pub unsafe fn register(host: *const c_void, entries: *mut c_void) {
         // asked it which levels are on: without this, every event here stays filtered out.
         tracing::callsite::rebuild_interest_cache();
     }
+    // A panic in plugin code cannot unwind into the host (another copy of the runtime
+    // sees it as a foreign exception and aborts); say so after the panic message.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        eprintln!("error: the panic above happened in a plugin library; elmlab cannot recover from it and aborts");
+    }));
     entries.neurons.extend(inventory::iter::<NeuronEntry>);
     entries.connectivity.extend(inventory::iter::<ConnectivityEntry>);
     entries.tasks.extend(inventory::iter::<TaskEntry>);
