@@ -49,10 +49,10 @@ pub static EXPERIMENT_FIELDS: &[F] = &[
     F::new("seed", K::Int { min: 0 }, D::Int(0), "seed of every random choice"),
     F::new("device", K::Choice(&["cpu"]), D::Text("cpu"), "where tensors live"),
     F::new("out_dir", K::Text, D::Text("runs"), "parent folder of run directories"),
-    F::new("plugins", K::TextList, D::EmptyList, "plugin libraries to load first: paths (relative to this file) or names searched in ELMLAB_PLUGIN_PATH"),
     F::new("task", K::Plugin(PluginFamily::Task), D::Required, "task, by `kind`"),
     F::new("model", K::Section(MODEL_FIELDS), D::Nested, "the network"),
     F::new("train", K::Section(TRAIN_FIELDS), D::Nested, "training recipe"),
+    F::new("plugins", K::TextList, D::EmptyList, "plugin libraries to load first: paths (relative to this file) or names searched in ELMLAB_PLUGIN_PATH"),
 ];
 
 /// A plugin chosen by name with its resolved settings.
@@ -114,11 +114,11 @@ pub struct ExperimentConfig {
     pub seed: u64,
     pub device: String,
     pub out_dir: String,
-    /// Plugin libraries the config needs; relative paths are made absolute when a file is loaded.
-    pub plugins: Vec<String>,
     pub task: PluginChoice,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    /// Plugin libraries the config needs; relative paths are made absolute when a file is loaded.
+    pub plugins: Vec<String>,
 }
 
 /// A checked config: the typed view plus the resolved tree it came from.

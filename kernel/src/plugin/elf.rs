@@ -102,7 +102,7 @@ mod tests {
         let found = symbols(&exe, wanted).unwrap();
         let of = |part: &str| found.iter().find(|s| s.name.contains(part)).unwrap_or_else(|| panic!("{part} not in {found:?}")).value;
         let in_file = of("own_record") as i64 - of("own_fields") as i64;
-        let in_memory = super::super::record::own_record as usize as i64 - super::super::record::own_fields as usize as i64;
+        let in_memory = super::super::record::own_record as *const () as i64 - super::super::record::own_fields as *const () as i64;
         assert_eq!(in_file, in_memory);
     }
 }
