@@ -98,7 +98,7 @@ mod tests {
     fn finds_a_function_of_this_test_binary_at_its_real_address() {
         // The distance between two functions in the file equals their distance in memory.
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        let wanted = |n: &str| n.contains("record10own_record") || n.contains("record10own_fields");
+        let wanted = |n: &str| n.contains("6record10own_record17h") || n.contains("6record10own_fields17h");
         let found = symbols(&exe, wanted).unwrap();
         let of = |part: &str| found.iter().find(|s| s.name.contains(part)).unwrap_or_else(|| panic!("{part} not in {found:?}")).value;
         let in_file = of("own_record") as i64 - of("own_fields") as i64;
