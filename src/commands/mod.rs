@@ -23,7 +23,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Compare { file, .. } => crate::plugins::load_for_compare(&mut registry, file)?,
         _ => {}
     }
-    let registry = registry;
     match cli.command {
         Command::List { json } => list::run(&registry, json),
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
