@@ -9,6 +9,9 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Load a plugin library (a path, or a name searched in ELMLAB_PLUGIN_PATH); repeatable.
+    #[arg(long = "plugin", value_name = "PATH", global = true)]
+    pub plugins: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }

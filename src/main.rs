@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod logging;
 mod plot;
+mod plugins;
 mod progress;
 mod sweep;
 

@@ -12,6 +12,7 @@ pub mod network;
 pub mod neuron;
 pub mod optim;
 pub mod params;
+pub mod plugin;
 pub mod registry;
 pub mod rng;
 pub mod rundir;
@@ -24,8 +25,11 @@ pub mod trainer;
 
 pub use dfdx;
 pub use inventory;
+pub use tracing;
 
 /// Versions recorded in summaries and checkpoints.
 pub const KERNEL_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DFDX_VERSION: &str = "0.13.0";
 pub const RUSTC_VERSION: &str = env!("ELMLAB_RUSTC_VERSION");
+/// The target triple the kernel was built for.
+pub const TARGET: &str = env!("ELMLAB_TARGET");

@@ -1,6 +1,7 @@
 //! Model assembly and the forward pass: input encoding → the neuron model's recurrent
 //! layers → a dense output map to class logits, with exact parameter accounting.
 
+use crate::plugin::ids::bridge;
 use crate::budget::largest_fitting;
 use crate::config::ModelConfig;
 use crate::connectivity::Connectivity;
@@ -109,9 +110,8 @@ impl ModelRecipe {
     pub fn build(&self, plan: &ModelPlan, rng: &mut ChaCha8Rng) -> Result<Network, BuildError> {
         let shape = self.shape(plan.units);
         let mut params = ParamStore::new();
-        let layers = self
-            .neuron
-            .build(&shape, self.connectivity.as_ref(), &mut params, rng)
+        // `bridge`: the model may come from a plugin library (one tensor numbering).
+        let layers = bridge(|| self.neuron.build(&shape, self.connectivity.as_ref(), &mut params, rng))
             .map_err(|source| BuildError::Plugin { plugin: format!("neuron `{}`", self.neuron_name), source })?;
         let last = layers.last().map(|l| l.units()).unwrap_or(self.input_width);
         let bound = 1.0 / (last as f64).sqrt();
@@ -231,7 +231,7 @@ impl Network {
                         .collect()
                 })
                 .collect(),
-            _ => self.layers.iter().map(|l| l.zero_state(batch.batch)).collect(),
+            _ => self.layers.iter().map(|l| bridge(|| l.zero_state(batch.batch))).collect(),
         }
     }
 
@@ -245,7 +245,7 @@ impl Network {
         let mut final_state = Vec::with_capacity(self.layers.len());
         for (layer, start) in self.layers.iter().zip(initial) {
             let state = start.iter().map(trace).collect();
-            let out = layer.sequence(&self.params, ctx, xs, state);
+            let out = bridge(|| layer.sequence(&self.params, ctx, xs, state));
             xs = out.outputs;
             final_state.push(out.state.iter().map(|s| s.retaped::<NoneTape>()).collect());
             leftovers.extend(out.state);

@@ -105,6 +105,16 @@ impl<E: Described + 'static> Family<E> {
         Ok(())
     }
 
+    /// Where the entry `name` came from, if it is registered.
+    pub fn origin_of(&self, name: &str) -> Option<&Origin> {
+        self.entries.iter().find(|(e, _)| e.name() == name).map(|(_, o)| o)
+    }
+
+    /// What an entry of this family is called in messages ("neuron model", ...).
+    pub fn noun(&self) -> &'static str {
+        self.family.noun()
+    }
+
     pub fn get(&self, name: &str) -> Result<&'static E, ConfigError> {
         self.entries.iter().find(|(e, _)| e.name() == name).map(|(e, _)| *e).ok_or_else(|| ConfigError::UnknownPlugin {
             noun: self.family.noun().to_string(),
@@ -151,6 +161,15 @@ impl Registry {
             neurons: Family::new(PluginFamily::Neuron, inventory::iter::<NeuronEntry>.into_iter()),
             connectivity: Family::new(PluginFamily::Connectivity, inventory::iter::<ConnectivityEntry>.into_iter()),
             tasks: Family::new(PluginFamily::Task, inventory::iter::<TaskEntry>.into_iter()),
+        }
+    }
+
+    /// A registry without entries (for checks that involve no plugin).
+    pub fn empty() -> Self {
+        Registry {
+            neurons: Family::new(PluginFamily::Neuron, std::iter::empty()),
+            connectivity: Family::new(PluginFamily::Connectivity, std::iter::empty()),
+            tasks: Family::new(PluginFamily::Task, std::iter::empty()),
         }
     }
 

@@ -23,6 +23,8 @@ pub enum FieldKind {
     OptionalFloat { min: f64 },
     /// Two real numbers `(low, high)` with `low <= high`.
     Range,
+    /// A list of texts, `["a", "b"]`.
+    TextList,
     /// A nested group of fields.
     Section(&'static [FieldSpec]),
     /// A registered plugin chosen by its `kind`; its fields come from the registry.
@@ -56,6 +58,7 @@ pub enum DefaultValue {
     Text(&'static str),
     None,
     Range(f64, f64),
+    EmptyList,
     /// No default: the user must give it.
     Required,
     /// Sections and plugin sections are filled from their own fields.
@@ -71,6 +74,7 @@ impl DefaultValue {
             DefaultValue::Text(v) => Some(Value::from(v)),
             DefaultValue::None => Some(Value::Null),
             DefaultValue::Range(a, b) => Some(Value::from(vec![a, b])),
+            DefaultValue::EmptyList => Some(Value::Array(Vec::new())),
             DefaultValue::Required | DefaultValue::Nested => None,
         }
     }
@@ -104,6 +108,7 @@ impl fmt::Display for FieldKind {
             FieldKind::OptionalFloat { min } if min.is_finite() => write!(f, "number >= {min} or None"),
             FieldKind::OptionalFloat { .. } => write!(f, "number or None"),
             FieldKind::Range => write!(f, "pair of numbers (low, high)"),
+            FieldKind::TextList => write!(f, "list of texts"),
             FieldKind::Section(_) => write!(f, "section"),
             FieldKind::Plugin(family) => write!(f, "{} (by `kind`)", family.noun()),
         }

@@ -47,7 +47,9 @@ fn plan(path: &Path, registry: &Registry) -> Result<(String, PathBuf, Vec<Planne
     }
     let name = text_of(tree.get("name")).unwrap_or_else(|| "compare".into());
     let out = PathBuf::from(text_of(tree.get("out_dir")).unwrap_or_else(|| "runs/compare".into())).join(&name);
-    let base = tree.get("base").cloned().context("a comparison needs `base`: the experiment config shared by all runs")?;
+    let mut base = tree.get("base").cloned().context("a comparison needs `base`: the experiment config shared by all runs")?;
+    // Run configs are written elsewhere; their plugin paths must not depend on where.
+    elmlab_kernel::config::anchor_plugins(&mut base, path)?;
     let Some(Node::List(variants)) = tree.get("variants") else { bail!("a comparison needs `variants: [(name: ..., neuron: (kind: ...), ...)]`") };
     let budgets: Vec<Option<usize>> = match ints(tree.get("budgets"), "budgets")? {
         b if b.is_empty() => vec![None],
@@ -111,6 +113,10 @@ fn execute(run: &Planned) -> Result<()> {
     }
     let exe = std::env::current_exe().context("locating the elmlab binary")?;
     let mut cmd = Command::new(exe);
+    // Libraries given with --plugin reach the children too.
+    for lib in elmlab_kernel::plugin::loaded_libraries() {
+        cmd.arg("--plugin").arg(lib);
+    }
     if run.dir.join("checkpoints/latest").is_file() {
         tracing::info!(run = %run.dir.display(), "resuming");
         cmd.args(["train", "--resume"]).arg(&run.dir);

@@ -11,13 +11,26 @@ mod run_index;
 mod sweep;
 mod train;
 
-use crate::cli::{Cli, Command, DataCommand};
+use crate::cli::{Cli, Command, DataCommand, SweepCommand};
 use anyhow::Result;
 
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     crate::logging::init(cli.verbose);
-    let registry = elmlab_kernel::registry::Registry::builtin();
+    let mut registry = elmlab_kernel::registry::Registry::builtin();
+    crate::plugins::load_given(&mut registry, &cli.plugins)?;
+    // Plugins a config names are loaded before the config is checked.
+    match &cli.command {
+        Command::Inspect { config, overrides, .. } | Command::Train { config: Some(config), overrides, resume: None, .. } => crate::plugins::load_for_config(&mut registry, config, overrides)?,
+        Command::Train { resume: Some(dir), .. } | Command::Eval { run_dir: dir, .. } => crate::plugins::load_for_run(&mut registry, dir)?,
+        Command::Record { source, .. } if source.is_dir() => crate::plugins::load_for_run(&mut registry, source)?,
+        Command::Compare { file, .. } => crate::plugins::load_for_compare(&mut registry, file)?,
+        Command::Sweep { command: SweepCommand::Plan { file, .. } } => crate::plugins::load_for_sweep(&mut registry, file)?,
+        Command::Sweep { command: SweepCommand::Run { manifest, .. } | SweepCommand::Collect { dir: manifest } } | Command::RunIndex { manifest, .. } => {
+            crate::plugins::load_for_manifest(&mut registry, manifest)?
+        }
+        _ => {}
+    }
     match cli.command {
         Command::List { json } => list::run(&registry, json),
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),

@@ -65,7 +65,8 @@ pub fn plan(spec: &SweepSpec, registry: &Registry) -> Result<Vec<Entry>> {
 
 /// The table `sweep plan` prints.
 pub fn table(entries: &[Entry]) -> String {
-    let keys: Vec<String> = entries.first().map(|e| e.axes.keys().cloned().collect()).unwrap_or_default();
+    // `model.units` has its own column.
+    let keys: Vec<String> = entries.first().map(|e| e.axes.keys().filter(|k| *k != "model.units").cloned().collect()).unwrap_or_default();
     let short = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
     let mut header = vec!["index".to_string(), "run id".into()];
     header.extend(keys.iter().map(|k| short(k)));

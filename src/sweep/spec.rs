@@ -164,9 +164,16 @@ impl SweepSpec {
             Some(Node::Text(rel)) => {
                 let p = path.parent().unwrap_or(Path::new(".")).join(rel);
                 let text = std::fs::read_to_string(&p).with_context(|| format!("reading the base config {} named by {}", p.display(), path.display()))?;
-                Node::parse_ron(&text, &p.display().to_string())?
+                let mut base = Node::parse_ron(&text, &p.display().to_string())?;
+                // Runs are stored elsewhere: plugin paths must not depend on where.
+                elmlab_kernel::config::anchor_plugins(&mut base, &p)?;
+                base
             }
-            Some(node @ Node::Map(_)) => node.clone(),
+            Some(node @ Node::Map(_)) => {
+                let mut base = node.clone();
+                elmlab_kernel::config::anchor_plugins(&mut base, path)?;
+                base
+            }
             Some(other) => bail!("`base` must be a path to an experiment config or the config itself, got {}", other.brief()),
             None => bail!("a sweep needs `base`: the experiment config every run starts from"),
         };

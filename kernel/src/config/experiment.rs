@@ -52,6 +52,7 @@ pub static EXPERIMENT_FIELDS: &[F] = &[
     F::new("task", K::Plugin(PluginFamily::Task), D::Required, "task, by `kind`"),
     F::new("model", K::Section(MODEL_FIELDS), D::Nested, "the network"),
     F::new("train", K::Section(TRAIN_FIELDS), D::Nested, "training recipe"),
+    F::new("plugins", K::TextList, D::EmptyList, "plugin libraries to load first: paths (relative to this file) or names searched in ELMLAB_PLUGIN_PATH"),
 ];
 
 /// A plugin chosen by name with its resolved settings.
@@ -116,6 +117,8 @@ pub struct ExperimentConfig {
     pub task: PluginChoice,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    /// Plugin libraries the config needs; relative paths are made absolute when a file is loaded.
+    pub plugins: Vec<String>,
 }
 
 /// A checked config: the typed view plus the resolved tree it came from.
@@ -128,28 +131,79 @@ pub struct ResolvedConfig {
 impl ResolvedConfig {
     /// Reads a RON file, applies `key=value` overrides, checks everything against the
     /// schema and the registry. Nothing runs before this succeeds.
+    /// Plugin paths in the file are made absolute (relative to the file's folder), so the
+    /// config stored in a run directory still finds them.
     pub fn load(path: &Path, overrides: &[String], registry: &Registry) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::from_text(&text, &path.display().to_string(), overrides, registry)
-    }
-
-    pub fn from_text(text: &str, origin: &str, overrides: &[String], registry: &Registry) -> Result<Self, ConfigError> {
-        let mut tree = Node::parse_ron(text, origin)?;
-        let mut keys = Vec::new();
-        for o in overrides {
-            let (key, value) = split_override(o)?;
-            tree.set_override(key, value)?;
-            keys.push(key);
-        }
-        // `units` and `budget` exclude each other: overriding one replaces the other.
-        for (given, other) in [("model.units", "model.budget"), ("model.budget", "model.units")] {
-            if keys.contains(&given) && !keys.contains(&other) {
-                tree.set_override(other, "None")?;
-            }
-        }
+        let mut tree = raw_tree(&text, &path.display().to_string(), overrides)?;
+        anchor_plugins(&mut tree, path)?;
         Self::from_tree(&tree, registry)
     }
 
+    /// The `plugins` list of a config file (overrides applied), read before the rest of the
+    /// file is checked: the plugins it names must be loaded first. Paths are anchored
+    /// like [`ResolvedConfig::load`] does.
+    pub fn plugins_of(path: &Path, overrides: &[String]) -> Result<Vec<String>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut tree = raw_tree(&text, &path.display().to_string(), overrides)?;
+        anchor_plugins(&mut tree, path)?;
+        plugins_in(&tree)
+    }
+
+    pub fn from_text(text: &str, origin: &str, overrides: &[String], registry: &Registry) -> Result<Self, ConfigError> {
+        Self::from_tree(&raw_tree(text, origin, overrides)?, registry)
+    }
+}
+
+/// A config file's text as a raw tree with `key=value` overrides applied.
+fn raw_tree(text: &str, origin: &str, overrides: &[String]) -> Result<Node, ConfigError> {
+    let mut tree = Node::parse_ron(text, origin)?;
+    let mut keys = Vec::new();
+    for o in overrides {
+        let (key, value) = split_override(o)?;
+        tree.set_override(key, value)?;
+        keys.push(key);
+    }
+    // `units` and `budget` exclude each other: overriding one replaces the other.
+    for (given, other) in [("model.units", "model.budget"), ("model.budget", "model.units")] {
+        if keys.contains(&given) && !keys.contains(&other) {
+            tree.set_override(other, "None")?;
+        }
+    }
+    Ok(tree)
+}
+
+/// The `plugins` list of a raw experiment tree, checked (a list of texts; empty if absent).
+pub fn plugins_in(tree: &Node) -> Result<Vec<String>, ConfigError> {
+    let Some(given) = tree.get("plugins") else { return Ok(Vec::new()) };
+    let field = EXPERIMENT_FIELDS.iter().find(|f| f.name == "plugins").expect("declared above");
+    let list = resolve_section(std::slice::from_ref(field), &Node::Map([("plugins".to_string(), given.clone())].into()), "", &Registry::empty())?;
+    Ok(serde_json::from_value(list["plugins"].clone()).unwrap_or_default())
+}
+
+/// Makes the relative plugin paths of a raw experiment tree relative to the folder of
+/// `config` (the file the tree came from), so the tree can be written elsewhere.
+pub fn anchor_plugins(tree: &mut Node, config: &Path) -> Result<(), ConfigError> {
+    if tree.get("plugins").is_none() {
+        return Ok(());
+    }
+    let anchored = plugins_in(tree)?.iter().map(|p| Node::Text(anchor_plugin(p, config))).collect();
+    tree.set(&["plugins"], Node::List(anchored));
+    Ok(())
+}
+
+/// A plugin entry that is a relative path, made relative to the folder of `config`
+/// instead (names and absolute paths stay as they are).
+fn anchor_plugin(given: &str, config: &Path) -> String {
+    if !crate::plugin::is_path(given) || Path::new(given).is_absolute() {
+        return given.to_string();
+    }
+    let dir = config.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.join(given).display().to_string()
+}
+
+impl ResolvedConfig {
     /// Checks an already-built raw tree (overrides applied).
     pub fn from_tree(tree: &Node, registry: &Registry) -> Result<Self, ConfigError> {
         let resolved = resolve_section(EXPERIMENT_FIELDS, tree, "", registry)?;

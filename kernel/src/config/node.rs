@@ -165,6 +165,8 @@ fn write_ron(value: &serde_json::Value, indent: usize, out: &mut String) {
             }
         }
         Value::String(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
+        // `()` would read back as None: an empty list is `[]`.
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Array(items) => {
             out.push('(');
             for (i, item) in items.iter().enumerate() {

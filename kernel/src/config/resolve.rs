@@ -111,6 +111,17 @@ fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry)
             }
             _ => Err(wrong(node)),
         },
+        FieldKind::TextList => match node {
+            Node::List(items) => items
+                .iter()
+                .map(|item| match item {
+                    Node::Text(s) => Ok(Value::from(s.clone())),
+                    _ => Err(wrong(node)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            _ => Err(wrong(node)),
+        },
         FieldKind::Section(fields) => resolve_section(fields, node, key, registry),
         FieldKind::Plugin(family) => {
             let (kind, rest) = match node {
@@ -195,6 +206,7 @@ fn parse_override(kind: FieldKind, text: &str) -> Option<Node> {
             let parts: Vec<Node> = inner.split(',').map(|p| float(p.trim())).collect::<Option<_>>()?;
             Some(Node::List(parts))
         }
+        FieldKind::TextList => Some(Node::List(t.trim_start_matches(['(', '[']).trim_end_matches([')', ']']).split(',').map(|p| p.trim()).filter(|p| !p.is_empty()).map(|p| Node::Text(unquote(p))).collect())),
         FieldKind::Section(_) => None,
     }
 }

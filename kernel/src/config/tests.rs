@@ -156,3 +156,31 @@ fn resolved_config_round_trips_through_ron() {
     let b = ResolvedConfig::from_text(&a.to_ron(), "resolved.ron", &[], &Registry::builtin()).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn plugin_lists_resolve_round_trip_and_refuse_other_types() {
+    assert_eq!(load(&[]).unwrap().config.plugins, Vec::<String>::new());
+    let listed = load(&["plugins=[libs/a.so, \"name\"]"]).unwrap();
+    assert_eq!(listed.config.plugins, ["libs/a.so", "name"]);
+    for resolved in [load(&[]).unwrap(), listed] {
+        let again = ResolvedConfig::from_text(&resolved.to_ron(), "resolved.ron", &[], &Registry::builtin()).unwrap();
+        assert_eq!(resolved, again);
+    }
+    let e = ResolvedConfig::from_text(&BASE.replace("seed: 3,", "seed: 3, plugins: \"x.so\","), "t.ron", &[], &Registry::builtin()).unwrap_err().to_string();
+    assert!(e.contains("`plugins` expects list of texts"), "{e}");
+    let e = ResolvedConfig::from_text(&BASE.replace("seed: 3,", "seed: 3, plugins: [1],"), "t.ron", &[], &Registry::builtin()).unwrap_err().to_string();
+    assert!(e.contains("`plugins` expects list of texts"), "{e}");
+}
+
+#[test]
+fn relative_plugin_paths_are_anchored_at_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exp.ron");
+    std::fs::write(&path, BASE.replace("seed: 3,", "seed: 3, plugins: [\"libs/a.so\", \"by_name\", \"/abs/b.so\"],")).unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let want = [root.join("libs/a.so").display().to_string(), "by_name".into(), "/abs/b.so".into()];
+    assert_eq!(ResolvedConfig::plugins_of(&path, &[]).unwrap(), want);
+    let resolved = ResolvedConfig::load(&path, &[], &Registry::builtin()).unwrap();
+    assert_eq!(resolved.config.plugins, want);
+    assert_eq!(resolved.tree["plugins"], serde_json::json!(want));
+}
