@@ -26,6 +26,9 @@ pub enum Command {
         config: PathBuf,
         /// Overrides, `dotted.key=value` (e.g. model.units=57 train.optimizer.lr=1e-3).
         overrides: Vec<String>,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -45,6 +48,9 @@ pub enum Command {
         /// Stop with a checkpoint after this many steps (for time-limited jobs).
         #[arg(long, value_name = "STEPS")]
         halt_after: Option<u64>,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Run a model on an input batch (.npy [B, T, D_in], already encoded) and write the
     /// per-step logits and internal states (activity, memory) to an .npz file.
@@ -60,6 +66,9 @@ pub enum Command {
         /// For a run directory: `best` or `last` weights.
         #[arg(long, default_value = "best")]
         weights: String,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Train every model variant of a comparison file (budgets × variants × seeds), then
     /// write a table (Markdown, CSV) and a chart; re-running skips finished runs and
@@ -131,6 +140,9 @@ pub enum Command {
         /// Evaluate only the first this many bytes of the split (tasks with `eval_bytes`, e.g. enwik8).
         #[arg(long)]
         max_bytes: Option<u64>,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
         #[arg(long)]
         json: bool,
     },
