@@ -210,6 +210,10 @@ pub enum SweepCommand {
         /// Only these indices (e.g. `3,5-7`); default: every run not finished yet.
         #[arg(long)]
         indices: Option<String>,
+        /// The elmlab binary the jobs run (default: this one), e.g. a CUDA build
+        /// (target/cuda/release/elmlab) submitted from a login node without GPUs.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
         /// Write and print the scripts without submitting.
         #[arg(long)]
         dry_run: bool,

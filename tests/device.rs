@@ -70,3 +70,30 @@ fn unknown_device_spellings_are_named() {
         assert!(text(&o).contains("`device` expects cpu or cuda:N"), "{}", text(&o));
     }
 }
+
+#[test]
+fn a_gpu_sweep_is_planned_here_and_submitted_with_the_cuda_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("gpu.ron");
+    let base = config(dir.path(), "base.ron", SMALL);
+    std::fs::write(&sweep, format!(r#"(name: "gpu", base: "{}", set: {{"device": "cuda:0"}}, axes: [(key: "model.units", values: [8, 12])])"#, s(&base))).unwrap();
+    let out = dir.path().join("sweep");
+    // Planning sizes the runs without a device, so a CPU build plans a GPU sweep.
+    let o = elmlab(&["sweep", "plan", s(&sweep), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
+    assert_eq!(manifest.matches(r#""device":"cuda:0""#).count(), 2, "{manifest}");
+
+    let cuda_binary = config(dir.path(), "elmlab-cuda", "#!/bin/sh\n");
+    let o = elmlab(&["sweep", "submit", s(&out.join("manifest.jsonl")), "--slurm", "--dry-run", "--gres", "gpu:1", "--binary", s(&cuda_binary)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let array = std::fs::read_to_string(out.join("slurm/array.sbatch")).unwrap();
+    let collect = std::fs::read_to_string(out.join("slurm/collect.sbatch")).unwrap();
+    let exe = std::path::absolute(&cuda_binary).unwrap();
+    assert!(array.contains(&format!("'{}' run-index", exe.display())), "{array}");
+    assert!(collect.contains(&format!("'{}' sweep collect", exe.display())), "{collect}");
+
+    let o = elmlab(&["sweep", "submit", s(&out.join("manifest.jsonl")), "--slurm", "--dry-run", "--binary", "/nonexistent/elmlab"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--binary /nonexistent/elmlab: no such file"), "{}", text(&o));
+}

@@ -69,7 +69,17 @@ mod backend {
     fn start(ordinal: usize) -> Result<Cuda, DeviceError> {
         // The seed only feeds dfdx's own sampling, which elmlab never uses (every random
         // draw comes from `rng::stream`).
-        Cuda::try_build(ordinal, 0).map_err(|e| DeviceError::Unavailable { requested: DeviceChoice::Cuda(ordinal).to_string(), reason: e.to_string() })
+        Cuda::try_build(ordinal, 0).map_err(|e| DeviceError::Unavailable { requested: DeviceChoice::Cuda(ordinal).to_string(), reason: describe(&e) })
+    }
+
+    /// The error's code by name. cudarc's own `Display` asks the driver for a text and
+    /// panics when that fails too (as it does without a working driver).
+    fn describe(e: &CudaError) -> String {
+        match e {
+            CudaError::Driver(d) => format!("CUDA driver error {:?}", d.0),
+            CudaError::Blas(b) => format!("cuBLAS error {:?}", b.0),
+            CudaError::Cpu(c) => c.to_string(),
+        }
     }
 
     pub fn device() -> Dev {
