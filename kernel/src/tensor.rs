@@ -67,9 +67,17 @@ mod backend {
     }
 
     fn start(ordinal: usize) -> Result<Cuda, DeviceError> {
+        let unavailable = |reason: String| DeviceError::Unavailable { requested: DeviceChoice::Cuda(ordinal).to_string(), reason };
+        // cudarc panics when the driver cannot start or the GPU does not exist: ask first.
+        use cudarc::driver::result as driver;
+        driver::init().map_err(|e| unavailable(format!("the CUDA driver does not start ({:?})", e.0)))?;
+        let count = driver::device::get_count().map_err(|e| unavailable(format!("cannot count GPUs ({:?})", e.0)))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(unavailable(format!("this machine shows {count} GPU(s)")));
+        }
         // The seed only feeds dfdx's own sampling, which elmlab never uses (every random
         // draw comes from `rng::stream`).
-        Cuda::try_build(ordinal, 0).map_err(|e| DeviceError::Unavailable { requested: DeviceChoice::Cuda(ordinal).to_string(), reason: describe(&e) })
+        Cuda::try_build(ordinal, 0).map_err(|e| unavailable(describe(&e)))
     }
 
     /// The error's code by name. cudarc's own `Display` asks the driver for a text and
