@@ -82,7 +82,7 @@ fn a_gpu_sweep_is_planned_here_and_submitted_with_the_cuda_binary() {
     let o = elmlab(&["sweep", "plan", s(&sweep), "--out", s(&out)]);
     assert!(o.status.success(), "{}", text(&o));
     let manifest = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
-    assert_eq!(manifest.matches(r#""device":"cuda:0""#).count(), 2, "{manifest}");
+    assert_eq!(manifest.matches(r#"device: \"cuda:0\""#).count(), 2, "{manifest}");
 
     let cuda_binary = config(dir.path(), "elmlab-cuda", "#!/bin/sh\n");
     let o = elmlab(&["sweep", "submit", s(&out.join("manifest.jsonl")), "--slurm", "--dry-run", "--gres", "gpu:1", "--binary", s(&cuda_binary)]);
