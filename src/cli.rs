@@ -29,6 +29,9 @@ pub enum Command {
         config: PathBuf,
         /// Overrides, `dotted.key=value` (e.g. model.units=57 train.optimizer.lr=1e-3).
         overrides: Vec<String>,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -48,6 +51,9 @@ pub enum Command {
         /// Stop with a checkpoint after this many steps (for time-limited jobs).
         #[arg(long, value_name = "STEPS")]
         halt_after: Option<u64>,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Run a model on an input batch (.npy [B, T, D_in], already encoded) and write the
     /// per-step logits and internal states (activity, memory) to an .npz file.
@@ -63,6 +69,9 @@ pub enum Command {
         /// For a run directory: `best` or `last` weights.
         #[arg(long, default_value = "best")]
         weights: String,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Train every model variant of a comparison file (budgets × variants × seeds), then
     /// write a table (Markdown, CSV) and a chart; re-running skips finished runs and
@@ -134,6 +143,9 @@ pub enum Command {
         /// Evaluate only the first this many bytes of the split (tasks with `eval_bytes`, e.g. enwik8).
         #[arg(long)]
         max_bytes: Option<u64>,
+        /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -201,6 +213,10 @@ pub enum SweepCommand {
         /// Only these indices (e.g. `3,5-7`); default: every run not finished yet.
         #[arg(long)]
         indices: Option<String>,
+        /// The elmlab binary the jobs run (default: this one), e.g. a CUDA build
+        /// (target/cuda/release/elmlab) submitted from a login node without GPUs.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
         /// Write and print the scripts without submitting.
         #[arg(long)]
         dry_run: bool,

@@ -36,10 +36,33 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// A device this build or this machine cannot compute on.
+#[derive(Debug, Error)]
+pub enum DeviceError {
+    #[error(
+        "device `{requested}` needs a CUDA build of elmlab, and this one is CPU-only. Build one with \
+         `scripts/build-cuda.sh` (no GPU needed; it writes target/cuda/release/elmlab), or with \
+         `cargo build --release --features cuda` where the CUDA toolkit is installed (README: GPUs)"
+    )]
+    NeedsCudaBuild { requested: String },
+    #[error(
+        "this elmlab is a CUDA build (cargo feature `cuda`) and computes on CUDA devices only: pass \
+         `--device cuda:0` (or the override `device=cuda:0`), or use a CPU build (`cargo build --release`) \
+         for device `{requested}`"
+    )]
+    CudaBuildOnly { requested: String },
+    #[error("cannot start CUDA device `{requested}`: {reason}. Is the NVIDIA driver loaded (`nvidia-smi`), and is there a GPU with that index (CUDA_VISIBLE_DEVICES)?")]
+    Unavailable { requested: String, reason: String },
+    #[error("this process already computes on `{current}`; it cannot also use `{requested}`")]
+    AlreadySelected { current: String, requested: String },
+}
+
 #[derive(Debug, Error)]
 pub enum BuildError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("{plugin}: {source}")]
     Plugin { plugin: String, source: PluginError },
     #[error("{0}")]

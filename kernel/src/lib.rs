@@ -6,6 +6,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod connectivity;
+pub mod device;
 pub mod error;
 pub mod fit;
 pub mod network;

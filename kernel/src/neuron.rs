@@ -125,8 +125,9 @@ pub struct SequenceOutput {
     pub state: LayerState,
 }
 
-/// One recurrent layer of a built network.
-pub trait RecurrentLayer: Send {
+/// One recurrent layer of a built network. Not `Send`: dfdx's CUDA device (it holds a raw
+/// CUDA stream) is not, and a network stays on the thread that built it.
+pub trait RecurrentLayer {
     fn name(&self) -> &str;
     fn units(&self) -> usize;
     fn input_width(&self) -> usize;

@@ -17,6 +17,9 @@ pub enum FieldKind {
     Text,
     /// One of a fixed list of words.
     Choice(&'static [&'static str]),
+    /// A device: `cpu` or `cuda:N` (whether this build can use it is checked when a
+    /// model is built, so that configs stay portable between builds).
+    Device,
     /// A whole number `>= min`, or `None` (the plugin then derives a value).
     OptionalInt { min: i64 },
     /// A real number, or `None` (off).
@@ -104,6 +107,7 @@ impl fmt::Display for FieldKind {
             FieldKind::Bool => write!(f, "true or false"),
             FieldKind::Text => write!(f, "text"),
             FieldKind::Choice(words) => write!(f, "one of {}", words.join(", ")),
+            FieldKind::Device => write!(f, "{}", crate::device::DEVICE_SPELLINGS),
             FieldKind::OptionalInt { min } => write!(f, "integer >= {min} or None"),
             FieldKind::OptionalFloat { min } if min.is_finite() => write!(f, "number >= {min} or None"),
             FieldKind::OptionalFloat { .. } => write!(f, "number or None"),

@@ -39,6 +39,7 @@ impl Session {
     /// Builds the task and the model (initialised from the seed). Shapes that cannot
     /// work are refused here, before any step runs.
     pub fn prepare(config: ResolvedConfig, registry: &Registry) -> Result<Self, BuildError> {
+        crate::tensor::select_device(config.config.device_choice()?)?;
         let task = build_task(&config, registry)?;
         let cfg = &config.config;
         let recipe = ModelRecipe::new(&cfg.model, task.as_ref(), registry)?;

@@ -10,10 +10,10 @@ use elmlab_kernel::trainer::Session;
 use serde_json::json;
 use std::path::Path;
 
-pub fn run(registry: &Registry, dir: &Path, split: &str, weights: &str, max_bytes: Option<u64>, as_json: bool) -> Result<i32> {
+pub fn run(registry: &Registry, dir: &Path, split: &str, weights: &str, max_bytes: Option<u64>, device: &[String], as_json: bool) -> Result<i32> {
     let split: Split = split.parse().map_err(anyhow::Error::msg)?;
     let run = RunDir::open(dir)?;
-    let overrides: Vec<String> = max_bytes.map(|n| format!("task.eval_bytes={n}")).into_iter().collect();
+    let overrides: Vec<String> = max_bytes.map(|n| format!("task.eval_bytes={n}")).into_iter().chain(device.iter().cloned()).collect();
     let resolved = ResolvedConfig::load(&run.config_path(), &overrides, registry)
         .with_context(|| format!("the config stored in {}{}", dir.display(), if max_bytes.is_some() { " (--max-bytes needs a task with `eval_bytes`)" } else { "" }))?;
     let mut session = Session::prepare(resolved, registry)?;

@@ -33,8 +33,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
     match cli.command {
         Command::List { json } => list::run(&registry, json),
-        Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
-        Command::Train { config, overrides, out, resume, halt_after } => train::run(&registry, config, overrides, out, resume, halt_after),
+        Command::Inspect { config, mut overrides, device, json } => {
+            overrides.extend(device_override(device));
+            inspect::run(&registry, &config, &overrides, json)
+        }
+        Command::Train { config, overrides, out, resume, halt_after, device } => train::run(&registry, config, overrides, out, resume, halt_after, device_override(device)),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Sweep { command } => sweep::run(&registry, command),
         Command::RunIndex { manifest, index } => run_index::run(&registry, &manifest, index),
@@ -49,7 +52,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             plot: plot.as_deref(),
             json,
         }),
-        Command::Record { source, input, out, weights } => record::run(&registry, &source, &input, &out, &weights),
+        Command::Record { source, input, out, weights, device } => record::run(&registry, &source, &input, &out, &weights, &device_override(device)),
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {
             std::fs::create_dir_all(&out)?;
             let spec = elmlab_tasks::shd::synth::SynthSpec { train_samples, test_samples, seed, ..Default::default() };
@@ -57,6 +60,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             println!("wrote {} and {}", out.join("shd_train.h5").display(), out.join("shd_test.h5").display());
             Ok(0)
         }
-        Command::Eval { run_dir, split, weights, max_bytes, json } => eval::run(&registry, &run_dir, &split, &weights, max_bytes, json),
+        Command::Eval { run_dir, split, weights, max_bytes, device, json } => eval::run(&registry, &run_dir, &split, &weights, max_bytes, &device_override(device), json),
     }
+}
+
+/// `--device D` as the config override `device=D` (checked like any override).
+fn device_override(device: Option<String>) -> Vec<String> {
+    device.map(|d| format!("device={d}")).into_iter().collect()
 }

@@ -11,8 +11,8 @@ use elmlab_kernel::trainer::Session;
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
 
-pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights: &str) -> Result<i32> {
-    let (config, weights_path) = locate(registry, source, weights)?;
+pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights: &str, device: &[String]) -> Result<i32> {
+    let (config, weights_path) = locate(registry, source, weights, device)?;
     let mut session = Session::prepare(config, registry)?;
     load_weights(&weights_path, &mut session.network.params)?;
     let (shape, values) = read_input(input)?;
@@ -43,10 +43,10 @@ pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights
 }
 
 /// The config and weights file for a run directory or a weights file.
-fn locate(registry: &Registry, source: &Path, weights: &str) -> Result<(ResolvedConfig, PathBuf)> {
+fn locate(registry: &Registry, source: &Path, weights: &str, device: &[String]) -> Result<(ResolvedConfig, PathBuf)> {
     if source.is_dir() {
         let run = RunDir::open(source)?;
-        let config = ResolvedConfig::load(&run.config_path(), &[], registry)?;
+        let config = ResolvedConfig::load(&run.config_path(), device, registry)?;
         let path = match weights {
             "best" => run.best_dir().join(WEIGHTS),
             "last" => run.latest_checkpoint()?.context("the run has no checkpoint yet")?.join(WEIGHTS),
@@ -59,7 +59,7 @@ fn locate(registry: &Registry, source: &Path, weights: &str) -> Result<(Resolved
     }
     let (_, meta) = load_tensors(source)?;
     let text = meta.get("config").with_context(|| format!("{} carries no config in its metadata; record from its run directory instead", source.display()))?;
-    let config = ResolvedConfig::from_text(text, &format!("{} (metadata)", source.display()), &[], registry)?;
+    let config = ResolvedConfig::from_text(text, &format!("{} (metadata)", source.display()), device, registry)?;
     Ok((config, source.to_path_buf()))
 }
 

@@ -46,7 +46,7 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
             println!("run {index} ({}) finished earlier; skipped", entry.id);
             return Ok(0);
         }
-        RunState::Unfinished => super::train::run(registry, None, Vec::new(), None, Some(dir.clone()), None),
+        RunState::Unfinished => super::train::run(registry, None, Vec::new(), None, Some(dir.clone()), None, Vec::new()),
         RunState::Missing => {
             if dir.exists() {
                 // Started but stopped before its first checkpoint: nothing to keep.
@@ -55,7 +55,7 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
             let config = manifest.dir().join("configs").join(format!("{}.ron", entry.id));
             std::fs::create_dir_all(config.parent().unwrap_or(&runs))?;
             write_atomic(&config, entry.config.as_bytes())?;
-            super::train::run(registry, Some(config), Vec::new(), Some(dir.clone()), None, None)
+            super::train::run(registry, Some(config), Vec::new(), Some(dir.clone()), None, None, Vec::new())
         }
     };
     match code {

@@ -15,12 +15,12 @@ pub fn run(registry: &Registry, command: SweepCommand) -> Result<i32> {
     match command {
         SweepCommand::Plan { file, out } => plan_cmd(registry, &file, out),
         SweepCommand::Run { manifest, jobs } => run_cmd(registry, &manifest, jobs),
-        SweepCommand::Submit { manifest, slurm, partition, gres, time, cpus, mem, account, max_parallel, signal_before, indices, dry_run } => {
+        SweepCommand::Submit { manifest, slurm, partition, gres, time, cpus, mem, account, max_parallel, signal_before, indices, binary, dry_run } => {
             if !slurm {
                 bail!("say which scheduler: `--slurm` (the only one supported)");
             }
             let options = SlurmOptions { partition, gres, time, cpus, mem, max_parallel, signal_before_s: signal_before, account };
-            submit_cmd(&manifest, &options, indices.as_deref(), dry_run)
+            submit_cmd(&manifest, &options, indices.as_deref(), binary.as_deref(), dry_run)
         }
         SweepCommand::Collect { dir } => collect_cmd(registry, &dir),
     }
@@ -63,7 +63,7 @@ fn run_cmd(registry: &Registry, manifest: &Path, jobs: usize) -> Result<i32> {
     Ok(0)
 }
 
-fn submit_cmd(manifest_path: &Path, options: &SlurmOptions, indices: Option<&str>, dry_run: bool) -> Result<i32> {
+fn submit_cmd(manifest_path: &Path, options: &SlurmOptions, indices: Option<&str>, binary: Option<&Path>, dry_run: bool) -> Result<i32> {
     let manifest = Manifest::read(manifest_path)?;
     let indices: Vec<usize> = match indices {
         Some(text) => {
@@ -81,7 +81,11 @@ fn submit_cmd(manifest_path: &Path, options: &SlurmOptions, indices: Option<&str
     }
     // Absolute paths: the jobs start in whatever directory Slurm gives them.
     let dir = std::path::absolute(manifest.dir())?;
-    let exe = std::env::current_exe().context("locating the elmlab binary")?;
+    let exe = match binary {
+        Some(path) if path.is_file() => std::path::absolute(path)?,
+        Some(path) => bail!("--binary {}: no such file (build the CUDA one with scripts/build-cuda.sh)", path.display()),
+        None => std::env::current_exe().context("locating the elmlab binary")?,
+    };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
     let logs = dir.join("logs");
     let array = array_script(&name, &exe, &dir.join(MANIFEST), &logs, &index_ranges(&indices), options);

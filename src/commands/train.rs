@@ -9,18 +9,20 @@ use elmlab_kernel::trainer::{train, Outcome, Session, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>) -> Result<i32> {
+pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>, device: Vec<String>) -> Result<i32> {
     let (resolved, resume_dir) = match &resume {
         Some(dir) => {
             if !overrides.is_empty() {
                 anyhow::bail!("--resume continues a run with the config stored in it; overrides are not accepted ({})", overrides.join(" "));
             }
             let run = RunDir::open(dir)?;
-            let resolved = ResolvedConfig::load(&run.config_path(), &[], registry).with_context(|| format!("the config stored in {}", dir.display()))?;
+            // The device may change between invocations (trained on a GPU, continued on another).
+            let resolved = ResolvedConfig::load(&run.config_path(), &device, registry).with_context(|| format!("the config stored in {}", dir.display()))?;
             (resolved, Some(run))
         }
         None => {
             let config = config.context("a config file is needed (or --resume RUN_DIR)")?;
+            let overrides: Vec<String> = overrides.into_iter().chain(device).collect();
             (ResolvedConfig::load(&config, &overrides, registry)?, None)
         }
     };

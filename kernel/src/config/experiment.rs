@@ -2,6 +2,7 @@
 
 use super::node::{split_override, to_ron, Node};
 use super::resolve::resolve_section;
+use crate::device::DeviceChoice;
 use crate::error::ConfigError;
 use crate::registry::Registry;
 use crate::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, PluginFamily, Settings};
@@ -47,7 +48,7 @@ pub static MODEL_FIELDS: &[F] = &[
 pub static EXPERIMENT_FIELDS: &[F] = &[
     F::new("name", K::Text, D::Text("experiment"), "run name (the run directory is named after it)"),
     F::new("seed", K::Int { min: 0 }, D::Int(0), "seed of every random choice"),
-    F::new("device", K::Choice(&["cpu"]), D::Text("cpu"), "where tensors live"),
+    F::new("device", K::Device, D::Text("cpu"), "where tensors live (cuda:N needs a CUDA build; --device overrides)"),
     F::new("out_dir", K::Text, D::Text("runs"), "parent folder of run directories"),
     F::new("task", K::Plugin(PluginFamily::Task), D::Required, "task, by `kind`"),
     F::new("model", K::Section(MODEL_FIELDS), D::Nested, "the network"),
@@ -119,6 +120,13 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     /// Plugin libraries the config needs; relative paths are made absolute when a file is loaded.
     pub plugins: Vec<String>,
+}
+
+impl ExperimentConfig {
+    /// The device, as the schema has already checked it.
+    pub fn device_choice(&self) -> Result<DeviceChoice, ConfigError> {
+        self.device.parse().map_err(ConfigError::Invalid)
+    }
 }
 
 /// A checked config: the typed view plus the resolved tree it came from.

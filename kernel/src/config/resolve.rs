@@ -94,6 +94,10 @@ fn resolve_value(field: &FieldSpec, node: &Node, key: &str, registry: &Registry)
             Node::Text(s) if words.contains(&s.as_str()) => Ok(Value::from(s.clone())),
             _ => Err(wrong(node)),
         },
+        FieldKind::Device => match node {
+            Node::Text(s) if s.parse::<crate::device::DeviceChoice>().is_ok() => Ok(Value::from(s.clone())),
+            _ => Err(wrong(node)),
+        },
         FieldKind::Range => match node {
             Node::List(items) if items.len() == 2 => {
                 let nums: Vec<f64> = items
@@ -200,7 +204,7 @@ fn parse_override(kind: FieldKind, text: &str) -> Option<Node> {
         FieldKind::Float { .. } => float(t),
         FieldKind::OptionalFloat { .. } => if is_none { Some(Node::Null) } else { float(t) },
         FieldKind::Bool => t.parse::<bool>().ok().map(Node::Bool),
-        FieldKind::Text | FieldKind::Choice(_) | FieldKind::Plugin(_) => Some(Node::Text(unquote(t))),
+        FieldKind::Text | FieldKind::Choice(_) | FieldKind::Device | FieldKind::Plugin(_) => Some(Node::Text(unquote(t))),
         FieldKind::Range => {
             let inner = t.trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
             let parts: Vec<Node> = inner.split(',').map(|p| float(p.trim())).collect::<Option<_>>()?;
