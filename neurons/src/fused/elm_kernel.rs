@@ -1,0 +1,1 @@
+//! The ELM layer over a whole sequence (in progress).

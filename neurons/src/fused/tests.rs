@@ -1,0 +1,163 @@
+//! The fused layers against the op-by-op reference (values, final states, penalties and
+//! every gradient, with dropout, carried state and reset sequences), the kernels in f64
+//! against central finite differences, and the same numbers on 1 and 2 threads.
+
+use super::lstm_kernel::{LstmForward, LstmWeights};
+use elmlab_kernel::network::{Gradients, Network, NetworkState};
+use elmlab_kernel::neuron::{ForwardContext, NetworkShape};
+use elmlab_kernel::params::ParamStore;
+use elmlab_kernel::registry::Registry;
+use elmlab_kernel::rng::stream;
+use elmlab_kernel::schema::{default_settings, Settings};
+use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use rand::Rng;
+use serde_json::{json, Value};
+
+const D: usize = 6;
+const C: usize = 4;
+const B: usize = 3;
+const T: usize = 7;
+
+fn network(name: &str, settings: &[(&str, Value)], path: &str, units: usize) -> Network {
+    let entry = Registry::builtin().neurons.get(name).unwrap();
+    let mut m = default_settings(entry.fields).as_map().clone();
+    for (k, v) in settings {
+        m.insert(k.to_string(), v.clone());
+    }
+    m.insert("path".into(), json!(path));
+    let model = (entry.build)(&Settings::from_map(m)).unwrap();
+    let shape = NetworkShape { units, input_width: D, classes: C, fan_in: model.requested_fan_in() };
+    let mut params = ParamStore::new();
+    let mut rng = stream(11, "init", 0);
+    let layers = model.build(&shape, &crate::test_wiring::AnySource, &mut params, &mut rng).unwrap();
+    let last = layers.last().unwrap().units();
+    params.insert_uniform("output.weight", &[C, last], 0.7, &mut rng);
+    params.insert_uniform("output.bias", &[C], 0.7, &mut rng);
+    Network { layers, params, classes: C, input_width: D }
+}
+
+fn batch(seed: u64, carry: Carry, loss_at: LossAt) -> Batch {
+    let mut rng = stream(seed, "batch", 0);
+    let inputs = (0..T * B * D).map(|_| rng.gen_range(-1.0..1.0f32)).collect();
+    let reads = if loss_at == LossAt::EveryStep { T } else { 1 };
+    let targets = (0..reads * B).map(|_| rng.gen_range(0..C)).collect();
+    Batch { steps: T, batch: B, inputs: Inputs::Dense(inputs), targets, carry }
+}
+
+/// `got` equals `want` to `rel` relative to the larger of `|want|` and a tenth of the
+/// tensor's largest magnitude (both paths round in f32 in different orders, so entries
+/// that nearly cancel differ more in relative terms).
+fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())) * 0.1;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= rel * w.abs().max(scale).max(1e-30), "{what}[{i}]: fused {g} vs reference {w}");
+    }
+}
+
+fn state_values(s: &NetworkState) -> Vec<Vec<f32>> {
+    s.iter().flat_map(|layer| layer.iter().map(|m| m.as_vec())).collect()
+}
+
+/// Two batches (the second continues the first's state with one sequence reset), in
+/// training mode (dropout and penalties on), on both paths.
+fn train_pass(net: &Network, loss_at: LossAt) -> (Gradients, Gradients) {
+    let first = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 0)), &batch(1, Carry::Fresh, loss_at), loss_at, 0.1, None);
+    let mut reset = vec![false; B];
+    reset[1] = true;
+    let second = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 1)), &batch(2, Carry::Continue { reset }, loss_at), loss_at, 0.1, Some(&first.final_state));
+    (first, second)
+}
+
+fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize) {
+    let what = format!("{name} {settings:?}");
+    let (reference, fused) = (network(name, settings, "reference", units), network(name, settings, "fused", units));
+    for loss_at in [LossAt::EveryStep, LossAt::LastStep] {
+        let (r, f) = (train_pass(&reference, loss_at), train_pass(&fused, loss_at));
+        for ((rg, fg), batch) in [(&r.0, &f.0), (&r.1, &f.1)].into_iter().zip(["first", "second"]) {
+            let at = format!("{what} {loss_at:?} {batch} batch");
+            assert_close(&format!("{at} loss"), &[fg.loss], &[rg.loss], 1e-5);
+            assert_eq!(rg.penalties.len(), fg.penalties.len(), "{at}: penalties");
+            for ((rn, rv), (fnm, fv)) in rg.penalties.iter().zip(&fg.penalties) {
+                assert_eq!(rn, fnm);
+                assert_close(&format!("{at} penalty {rn}"), &[*fv], &[*rv], 1e-5);
+            }
+            for ((rs, fs), i) in state_values(&rg.final_state).iter().zip(state_values(&fg.final_state)).zip(0..) {
+                assert_close(&format!("{at} final state {i}"), &fs, rs, 1e-5);
+            }
+            for (p, (rgr, fgr)) in reference.params.iter().zip(rg.grads.iter().zip(&fg.grads)) {
+                let want = rgr.as_vec();
+                assert!(want.iter().any(|v| *v != 0.0) || p.name.ends_with(".b"), "{at}: reference gradient of {} is all zero", p.name);
+                assert_close(&format!("{at} d/d {}", p.name), &fgr.as_vec(), &want, 1e-5);
+            }
+        }
+        // evaluation mode: logits at every step
+        let b = batch(3, Carry::Fresh, LossAt::EveryStep);
+        let logits = |net: &Network| -> Vec<f32> {
+            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &b, LossAt::EveryStep, None).logits.iter().flat_map(|l| l.as_vec()).collect()
+        };
+        assert_close(&format!("{what} eval logits"), &logits(&fused), &logits(&reference), 1e-5);
+    }
+}
+
+/// The fused path's gradients, run on a pool of `threads` threads.
+fn fused_grads_on(threads: usize, name: &str, settings: &[(&str, Value)], units: usize) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let net = network(name, settings, "fused", units);
+        let (a, b) = train_pass(&net, LossAt::EveryStep);
+        a.grads.iter().chain(&b.grads).map(|g| g.as_vec()).chain([vec![a.loss, b.loss]]).collect()
+    })
+}
+
+#[test]
+fn fused_lstm_equals_reference() {
+    assert_paths_equal("lstm", &[], 5);
+    assert_paths_equal("lstm", &[("forget_bias", json!(1.0))], 70);
+}
+
+#[test]
+fn fused_lstm_same_numbers_on_one_and_two_threads() {
+    // 96 units: large enough for the products and the pointwise steps to split over threads
+    assert_eq!(fused_grads_on(1, "lstm", &[], 96), fused_grads_on(2, "lstm", &[], 96));
+}
+
+/// Central differences in f64 of `L = Σ_t r_t·h_t + s·c_T` against the kernel's backward.
+#[test]
+fn lstm_kernel_gradients_equal_finite_differences_in_f64() {
+    let (h, i, b, t) = (3usize, 2usize, 2usize, 4usize);
+    let mut rng = stream(4, "lstm-fd", 0);
+    let mut draw = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-0.8..0.8)).collect() };
+    // inputs: w_ih, w_hh, b_ih, b_hh, x_0..x_{T-1}, h0, c0
+    let mut vars: Vec<Vec<f64>> = vec![draw(4 * h * i), draw(4 * h * h), draw(4 * h), draw(4 * h)];
+    vars.extend((0..t).map(|_| draw(i * b)));
+    vars.push(draw(h * b));
+    vars.push(draw(h * b));
+    let r: Vec<Vec<f64>> = (0..t).map(|_| draw(h * b)).collect();
+    let s = draw(h * b);
+    let loss = |v: &[Vec<f64>]| -> f64 {
+        let w = LstmWeights { w_ih: &v[0], w_hh: &v[1], b_ih: &v[2], b_hh: &v[3] };
+        let xs: Vec<&[f64]> = v[4..4 + t].iter().map(|x| x.as_slice()).collect();
+        let run = LstmForward::run(&w, h, i, b, &xs, &v[4 + t], &v[5 + t]);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        (0..t).map(|k| dot(&r[k], &run.h(k + 1))).sum::<f64>() + dot(&s, &run.c(t))
+    };
+    let w = LstmWeights { w_ih: &vars[0], w_hh: &vars[1], b_ih: &vars[2], b_hh: &vars[3] };
+    let xs: Vec<&[f64]> = vars[4..4 + t].iter().map(|x| x.as_slice()).collect();
+    let g = LstmForward::run(&w, h, i, b, &xs, &vars[4 + t], &vars[5 + t]).backward(&w, &r, &s);
+    let mut analytic: Vec<Vec<f64>> = vec![g.w_ih, g.w_hh, g.bias.clone(), g.bias];
+    analytic.extend(g.inputs);
+    analytic.push(g.h0);
+    analytic.push(g.c0);
+    for (k, grad) in analytic.iter().enumerate() {
+        for j in 0..grad.len() {
+            let eps = 1e-6;
+            let mut plus = vars.clone();
+            plus[k][j] += eps;
+            let mut minus = vars.clone();
+            minus[k][j] -= eps;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * eps);
+            assert!((numeric - grad[j]).abs() < 1e-8 * numeric.abs().max(1.0), "variable {k}[{j}]: backward {} vs finite difference {numeric}", grad[j]);
+        }
+    }
+}
