@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod compare;
 mod eval;
 mod inspect;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List { json } => list::run(&registry, json),
         Command::Inspect { config, overrides, json } => inspect::run(&registry, &config, &overrides, json),
         Command::Train { config, overrides, out, resume, halt_after } => train::run(&registry, config, overrides, out, resume, halt_after),
+        Command::Bench { config, overrides, steps, compare, threads, json } => bench::run(&registry, &config, &overrides, steps, compare, threads, json),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Record { source, input, out, weights } => record::run(&registry, &source, &input, &out, &weights),
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {

@@ -327,11 +327,12 @@ impl ElmLayer {
         let [m0, e0, a0] = [0, 1, 2].map(|i| d.state[i].as_vec());
         let kernel = self.kernel.clone();
         let run = kernel.run(&elm_params(&view(&values)), &view(&xs), m0, e0, a0, extras);
-        let outputs: Vec<Matrix> = run.a[1..].iter().map(|a| matrix(&dev, a.clone(), n, batch)).collect();
-        let m_last = matrix(&dev, run.m[run.steps].clone(), n * s.memory, batch);
-        let e_last = matrix(&dev, run.e[run.steps].clone(), n, batch);
-        let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta.clone(), n, batch));
-        let activity = activity_penalty.then(|| matrix(&dev, run.activity.clone(), n, batch));
+
+        let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
+        let m_last = matrix(&dev, run.memory(run.steps), n * s.memory, batch);
+        let e_last = matrix(&dev, run.high_pass(run.steps), n, batch);
+        let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta(), n, batch));
+        let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
         let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
         let (inputs, start) = (d.inputs, d.state);
         let mut tape = d.tape;
@@ -342,6 +343,7 @@ impl ElmLayer {
             let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
             let g = kernel.backward(&elm_params(&view(&values)), &run, &up);
+    
             let mut param_grads = vec![&g.w_s];
             for (w, b) in &g.mlp {
                 param_grads.extend([w, b]);

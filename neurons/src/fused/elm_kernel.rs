@@ -13,6 +13,79 @@ use rayon::prelude::*;
 /// Neurons per parallel task; the split never changes a number, only the scheduling.
 const NEURONS_PER_TASK: usize = 4;
 
+/// The batch is padded to a multiple of this many sequences inside the kernel, so that
+/// every row is whole blocks of fixed-size arrays, which the compiler vectorises. The
+/// padded sequences start from zero and receive zero gradients; they never reach a result.
+const LANES: usize = 8;
+
+fn padded(batch: usize) -> usize {
+    batch.div_ceil(LANES) * LANES
+}
+
+/// `[rows, batch]` → `[rows, width]` with zeros in the extra columns.
+fn pad<F: Real>(v: &[F], batch: usize, width: usize) -> Vec<F> {
+    if batch == width {
+        return v.to_vec();
+    }
+    let mut out = vec![F::zero(); v.len() / batch.max(1) * width];
+    for (o, r) in out.chunks_exact_mut(width).zip(v.chunks_exact(batch)) {
+        o[..batch].copy_from_slice(r);
+    }
+    out
+}
+
+/// `[rows, width]` → `[rows, batch]`.
+fn unpad<F: Real>(v: &[F], width: usize, batch: usize) -> Vec<F> {
+    if batch == width {
+        return v.to_vec();
+    }
+    v.chunks_exact(width).flat_map(|r| r[..batch].iter().copied()).collect()
+}
+
+/// A row `[W]` (W a multiple of [`LANES`]) as blocks of sequences.
+#[inline(always)]
+fn blocks<F>(v: &[F]) -> &[[F; LANES]] {
+    v.as_chunks::<LANES>().0
+}
+
+#[inline(always)]
+fn blocks_mut<F>(v: &mut [F]) -> &mut [[F; LANES]] {
+    v.as_chunks_mut::<LANES>().0
+}
+
+/// `acc += a·x`
+#[inline(always)]
+fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
+    for l in 0..LANES {
+        acc[l] += a * x[l];
+    }
+}
+
+/// `Σ x ⊙ y` over one block, in a fixed pairwise order.
+#[inline(always)]
+fn dot8<F: Real>(x: &[F; LANES], y: &[F; LANES]) -> F {
+    let p: [F; LANES] = std::array::from_fn(|l| x[l] * y[l]);
+    ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]))
+}
+
+/// Rows `r0..r0+R` of one MLP layer for one block of sequences: `out = W·in + bias`,
+/// the `R` accumulators kept in registers over the whole input.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn affine_rows<F: Real, const R: usize>(r0: usize, inputs: usize, w: &[F], bias: &[F], ins: &[[F; LANES]], outs: &mut [[F; LANES]], nb: usize, lb: usize) {
+    let mut acc: [[F; LANES]; R] = std::array::from_fn(|rr| [bias[r0 + rr]; LANES]);
+    for c in 0..inputs {
+        let x = ins[c * nb + lb];
+        for rr in 0..R {
+            fma(&mut acc[rr], w[(r0 + rr) * inputs + c], &x);
+        }
+    }
+    for rr in 0..R {
+        outs[(r0 + rr) * nb + lb] = acc[rr];
+    }
+}
+
+
 /// The layer's fixed configuration in the kernel's scalar type.
 pub struct ElmKernel<F> {
     pub units: usize,
@@ -34,6 +107,8 @@ pub struct ElmKernel<F> {
     /// (`inverse[inverse_start[j]..inverse_start[j + 1]]`).
     inverse_start: Vec<usize>,
     inverse: Vec<usize>,
+    /// For each synapse `n·k_c + k`, the row `n·branches + k / synapses` of its branch.
+    branch_of: Vec<usize>,
 }
 
 /// The trainable parameters, laid out as in the parameter store.
@@ -60,22 +135,47 @@ pub struct ElmExtras<F> {
 }
 
 /// What the forward pass keeps: every step's state and sources (no other intermediates).
+/// Internally `[·, W]` with the batch padded to `W`; the accessors return `[·, B]`.
 pub struct ElmRun<F> {
     pub batch: usize,
     pub steps: usize,
-    /// `m_0..m_T`, each `[N·d_m, B]`.
-    pub m: Vec<Vec<F>>,
-    /// `e_0..e_T`, each `[N, B]`.
-    pub e: Vec<Vec<F>>,
-    /// `a_0..a_T`, each `[N, B]`: `a_1..a_T` are the outputs.
-    pub a: Vec<Vec<F>>,
-    /// Each step's inputs, masked, `[I, B]`.
+    width: usize,
+    /// `m_0..m_T`, each `[N·d_m, W]`.
+    m: Vec<Vec<F>>,
+    /// `e_0..e_T`, each `[N, W]`.
+    e: Vec<Vec<F>>,
+    /// `a_0..a_T`, each `[N, W]`: `a_1..a_T` are the outputs.
+    a: Vec<Vec<F>>,
+    /// Each step's inputs, masked, `[I, W]`.
     inputs: Vec<Vec<F>>,
     extras: ElmExtras<F>,
-    /// `Σ_t Σ_d |Δ|` per neuron and sequence, `[N, B]` (MLP-magnitude penalty).
-    pub abs_delta: Vec<F>,
-    /// `Σ_t relu(a)`, `[N, B]` (activity penalty).
-    pub activity: Vec<F>,
+    /// `Σ_t Σ_d |Δ|` per neuron and sequence, `[N, W]` (MLP-magnitude penalty).
+    abs_delta: Vec<F>,
+    /// `Σ_t relu(a)`, `[N, W]` (activity penalty).
+    activity: Vec<F>,
+}
+
+impl<F: Real> ElmRun<F> {
+    /// The output `a_t` (`t` in `0..=T`; `a_0` is the initial state), `[N, B]`.
+    pub fn output(&self, t: usize) -> Vec<F> {
+        unpad(&self.a[t], self.width, self.batch)
+    }
+    /// The memory `m_t`, `[N·d_m, B]`.
+    pub fn memory(&self, t: usize) -> Vec<F> {
+        unpad(&self.m[t], self.width, self.batch)
+    }
+    /// The high-pass average `e_t`, `[N, B]`.
+    pub fn high_pass(&self, t: usize) -> Vec<F> {
+        unpad(&self.e[t], self.width, self.batch)
+    }
+    /// `Σ_t Σ_d |Δ|`, `[N, B]`.
+    pub fn abs_delta(&self) -> Vec<F> {
+        unpad(&self.abs_delta, self.width, self.batch)
+    }
+    /// `Σ_t relu(a)`, `[N, B]`.
+    pub fn activity(&self) -> Vec<F> {
+        unpad(&self.activity, self.width, self.batch)
+    }
 }
 
 pub struct ElmGrads<F> {
@@ -98,19 +198,24 @@ struct Scratch<F> {
     layer_out: Vec<Vec<F>>,
     /// Pre-activation of the output, `[B]`.
     pre: Vec<F>,
-    /// Readout `r`, `[B]`.
-    r: Vec<F>,
-    /// Backward: gradients of a layer's output and input.
-    d_out: Vec<F>,
-    d_in: Vec<F>,
+    /// Backward, one block of sequences: gradients of a layer's output and input, per row.
+    d_out: Vec<[F; LANES]>,
+    d_in: Vec<[F; LANES]>,
 }
 
-/// One neuron's parameter gradients, accumulated over the steps.
+/// One neuron's parameter gradients, accumulated over the steps. Biases and `w_y` keep
+/// one lane per sequence (`[·, W]`, summed at the end); the large weights are summed over
+/// the batch at every step, so that their accumulators stay small (cache-resident).
 struct NeuronGrads<F> {
     w_s: Vec<F>,
     mlp: Vec<(Vec<F>, Vec<F>)>,
     w_y: Vec<F>,
-    b: F,
+    b: Vec<F>,
+}
+
+/// Sums the first `batch` of the `width` lanes of each entry (`[len, W]` → `[len]`), in lane order.
+fn sum_lanes<F: Real>(lanes: &[F], width: usize, batch: usize) -> impl Iterator<Item = F> + '_ {
+    lanes.chunks_exact(width).map(move |l| l[..batch].iter().fold(F::zero(), |acc, &v| acc + v))
 }
 
 const LECUN_SCALE: f64 = 1.7159;
@@ -145,6 +250,7 @@ impl<F: Real> ElmKernel<F> {
             connectome: connectome.to_vec(),
             inverse_start,
             inverse,
+            branch_of: (0..connectome.len()).map(|syn| syn / spec.k_c() * spec.branches + syn % spec.k_c() / spec.synapses_per_branch).collect(),
         }
     }
 
@@ -158,9 +264,8 @@ impl<F: Real> ElmKernel<F> {
             layer_in: self.mlp.iter().map(|&(_, i)| vec![F::zero(); i * batch]).collect(),
             layer_out: self.mlp.iter().map(|&(o, _)| vec![F::zero(); o * batch]).collect(),
             pre: vec![F::zero(); batch],
-            r: vec![F::zero(); batch],
-            d_out: vec![F::zero(); widest * batch],
-            d_in: vec![F::zero(); widest * batch],
+            d_out: vec![[F::zero(); LANES]; widest],
+            d_in: vec![[F::zero(); LANES]; widest],
         }
     }
 
@@ -175,91 +280,130 @@ impl<F: Real> ElmKernel<F> {
         src
     }
 
-    /// Neuron `n`'s step: fills `s` and writes `m`, `e`, `a` (each this neuron's rows).
+    /// Neuron `n`'s step: fills `s` and writes `m`, `e`, `a` (each this neuron's rows,
+    /// `[·, W]`). Works one block of [`LANES`] sequences at a time, in registers.
     #[allow(clippy::too_many_arguments)]
-    fn neuron_step(&self, p: &ElmParams<F>, n: usize, batch: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
-        let (k_c, d_m, bsz) = (self.k_c(), self.memory, batch);
-        // 1. branch integration
-        let z = &mut s.layer_in[0];
-        z.iter_mut().for_each(|v| *v = F::zero());
+    fn neuron_step(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.neuron_step_avx2(p, n, width, src, m_prev, e_prev, s, m, e, a) };
+        }
+        self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
+    }
+
+    /// The same code compiled for AVX2: a block of eight `f32` is one register. Only the
+    /// width changes, not the arithmetic (no fused multiply-adds), so the numbers are
+    /// the same with and without it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn neuron_step_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
+        self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn neuron_step_body(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
+        let (k_c, d_m, nb) = (self.k_c(), self.memory, width / LANES);
         let w_s = &p.w_s[n * k_c..(n + 1) * k_c];
         let idx = &self.connectome[n * k_c..(n + 1) * k_c];
-        for (br, beta) in z[..self.branches * bsz].chunks_exact_mut(bsz).enumerate() {
-            for k in br * self.synapses..(br + 1) * self.synapses {
-                let w = w_s[k];
-                let row = &src[idx[k] * bsz..][..bsz];
-                beta.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * w);
-            }
-            beta.iter_mut().for_each(|v| *v *= self.input_scale);
-        }
-        // 2. decay into the MLP's input
-        for d in 0..d_m {
-            let out = &mut z[(self.branches + d) * bsz..][..bsz];
-            out.iter_mut().zip(&m_prev[d * bsz..][..bsz]).for_each(|(o, &v)| *o = v * self.kappa_m[d]);
-        }
-        // 3. the neuron's MLP
-        let last = self.mlp.len() - 1;
-        for (l, &(o, i)) in self.mlp.iter().enumerate() {
-            let (w, bias) = p.mlp[l];
-            let w = &w[n * o * i..(n + 1) * o * i];
-            let bias = &bias[n * o..(n + 1) * o];
-            let (ins, outs) = (&s.layer_in[l], &mut s.layer_out[l]);
-            for (r, out) in outs.chunks_exact_mut(bsz).enumerate() {
-                out.iter_mut().for_each(|v| *v = bias[r]);
-                for (c, input) in ins.chunks_exact(bsz).enumerate() {
-                    let wv = w[r * i + c];
-                    out.iter_mut().zip(input).for_each(|(acc, &v)| *acc += wv * v);
-                }
-            }
-            if l < last {
-                s.layer_in[l + 1].iter_mut().zip(&s.layer_out[l]).for_each(|(h, &v)| *h = activate(self.activation, v));
-            }
-        }
-        // 4.–5. bounded update into memory; 6. readout
-        let delta = &s.layer_out[last];
-        s.r.iter_mut().for_each(|v| *v = F::zero());
+        let src = blocks(src);
+        let m_prev = blocks(m_prev);
         let w_y = &p.w_y[n * d_m..(n + 1) * d_m];
-        for d in 0..d_m {
-            let dec = &s.layer_in[0][(self.branches + d) * bsz..][..bsz];
-            let rows = m[d * bsz..][..bsz].iter_mut().zip(dec).zip(&delta[d * bsz..][..bsz]);
-            for ((m, &dec), &dl) in rows {
-                *m = dec + F::of(LECUN_SCALE) * (F::of(LECUN_SLOPE) * dl).tanh() * self.one_minus_kappa_lambda[d];
+        let last = self.mlp.len() - 1;
+        for lb in 0..nb {
+            // 1. branch integration; 2. decay; together the MLP's input z = [β ; m̃]
+            let z = blocks_mut(&mut s.layer_in[0]);
+            for br in 0..self.branches {
+                // four accumulators, so that the additions do not wait on each other
+                let mut acc = [[F::zero(); LANES]; 4];
+                for (q, k) in (br * self.synapses..(br + 1) * self.synapses).enumerate() {
+                    fma(&mut acc[q % 4], w_s[k], &src[idx[k] * nb + lb]);
+                }
+                z[br * nb + lb] = std::array::from_fn(|l| ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * self.input_scale);
             }
-            s.r.iter_mut().zip(&m[d * bsz..][..bsz]).for_each(|(r, &m)| *r += m * w_y[d]);
-        }
-        // 7. high-pass; 8. output
-        for j in 0..bsz {
-            let filtered = match self.kappa_r {
-                Some(k) => {
-                    e[j] = k * e_prev[j] + (F::one() - k) * s.r[j];
-                    s.r[j] - e[j]
+            for d in 0..d_m {
+                z[(self.branches + d) * nb + lb] = m_prev[d * nb + lb].map(|v| v * self.kappa_m[d]);
+            }
+            // 3. the neuron's MLP
+            for (l, &(o, i)) in self.mlp.iter().enumerate() {
+                let (w, bias) = p.mlp[l];
+                let (w, bias) = (&w[n * o * i..(n + 1) * o * i], &bias[n * o..(n + 1) * o]);
+                let (ins, outs) = (blocks(&s.layer_in[l]), blocks_mut(&mut s.layer_out[l]));
+                let mut r0 = 0;
+                while r0 + 4 <= o {
+                    affine_rows::<F, 4>(r0, i, w, bias, ins, outs, nb, lb);
+                    r0 += 4;
                 }
-                None => {
-                    e[j] = e_prev[j];
-                    s.r[j]
+                while r0 < o {
+                    affine_rows::<F, 1>(r0, i, w, bias, ins, outs, nb, lb);
+                    r0 += 1;
                 }
-            };
-            s.pre[j] = filtered + p.b[n];
-            a[j] = if self.relu_output { s.pre[j].relu() } else { s.pre[j] };
+                if l < last {
+                    let (outs, next) = (blocks(&s.layer_out[l]), blocks_mut(&mut s.layer_in[l + 1]));
+                    for r in 0..o {
+                        next[r * nb + lb] = outs[r * nb + lb].map(|v| activate(self.activation, v));
+                    }
+                }
+            }
+            // 4.–5. bounded update into memory; 6. readout
+            let (delta, z, m_out) = (blocks(&s.layer_out[last]), blocks(&s.layer_in[0]), blocks_mut(m));
+            let mut r = [F::zero(); LANES];
+            for d in 0..d_m {
+                let (dec, dl) = (&z[(self.branches + d) * nb + lb], &delta[d * nb + lb]);
+                let mut mem = [F::zero(); LANES];
+                for l in 0..LANES {
+                    mem[l] = dec[l] + F::of(LECUN_SCALE) * (F::of(LECUN_SLOPE) * dl[l]).tanh() * self.one_minus_kappa_lambda[d];
+                }
+                m_out[d * nb + lb] = mem;
+                fma(&mut r, w_y[d], &mem);
+            }
+            // 7. high-pass; 8. output
+            for l in 0..LANES {
+                let j = lb * LANES + l;
+                let filtered = match self.kappa_r {
+                    Some(k) => {
+                        e[j] = k * e_prev[j] + (F::one() - k) * r[l];
+                        r[l] - e[j]
+                    }
+                    None => {
+                        e[j] = e_prev[j];
+                        r[l]
+                    }
+                };
+                s.pre[j] = filtered + p.b[n];
+                a[j] = if self.relu_output { s.pre[j].relu() } else { s.pre[j] };
+            }
         }
     }
 
     /// Runs the sequence `inputs` (each `[I, B]`) from `m0, e0, a0`.
     pub fn run(&self, p: &ElmParams<F>, inputs: &[&[F]], m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
         let (n, d_m) = (self.units, self.memory);
-        let batch = e0.len() / n;
-        let steps = inputs.len();
+        let (unpadded, steps) = (e0.len() / n, inputs.len());
+        let batch = padded(unpadded);
+        let extras = ElmExtras {
+            input_mask: extras.input_mask.map(|v| pad(&v, unpadded, batch)),
+            recurrent_mask: extras.recurrent_mask.map(|v| pad(&v, unpadded, batch)),
+            ..extras
+        };
         let masked: Vec<Vec<F>> = inputs
             .iter()
-            .map(|x| match &extras.input_mask {
-                Some(mask) => x.iter().zip(mask).map(|(&v, &m)| v * m).collect(),
-                None => x.to_vec(),
+            .map(|x| {
+                let x = pad(x, unpadded, batch);
+                match &extras.input_mask {
+                    Some(mask) => x.iter().zip(mask).map(|(&v, &m)| v * m).collect(),
+                    None => x,
+                }
             })
             .collect();
-        let (mut m, mut e, mut a) = (vec![m0], vec![e0], vec![a0]);
+        let (mut m, mut e, mut a) = (vec![pad(&m0, unpadded, batch)], vec![pad(&e0, unpadded, batch)], vec![pad(&a0, unpadded, batch)]);
+        // The time loop runs on a worker of the pool, so the per-step parallel loops
+        // below start there instead of being handed over from outside at every step.
         let mut abs_delta = vec![F::zero(); n * batch];
         let mut activity = vec![F::zero(); n * batch];
-        for x in &masked {
+        rayon::scope(|_| for x in &masked {
             let src = self.sources(x, a.last().expect("a_0"), &extras);
             let (m_prev, e_prev) = (m.last().expect("m_0"), e.last().expect("e_0"));
             let mut m_next = vec![F::zero(); n * d_m * batch];
@@ -292,8 +436,8 @@ impl<F: Real> ElmKernel<F> {
             m.push(m_next);
             e.push(e_next);
             a.push(a_next);
-        }
-        ElmRun { batch, steps, m, e, a, inputs: masked, extras, abs_delta, activity }
+        });
+        ElmRun { batch: unpadded, steps, width: batch, m, e, a, inputs: masked, extras, abs_delta, activity }
     }
 }
 
@@ -331,179 +475,219 @@ pub struct ElmUpstream<'a, F> {
 impl<F: Real> ElmKernel<F> {
     /// Backward through time.
     pub fn backward(&self, p: &ElmParams<F>, run: &ElmRun<F>, up: &ElmUpstream<F>) -> ElmGrads<F> {
-        let (n, d_m, k_c, batch, inp) = (self.units, self.memory, self.k_c(), run.batch, self.input);
+        let (n, d_m, k_c, batch, inp) = (self.units, self.memory, self.k_c(), run.width, self.input);
+        let unpadded = run.batch;
+        let outputs: Vec<Vec<F>> = up.outputs.iter().map(|v| pad(v, unpadded, batch)).collect();
+        let abs_up = up.abs_delta.map(|v| pad(v, unpadded, batch));
+        let act_up = up.activity.map(|v| pad(v, unpadded, batch));
         let mut grads: Vec<NeuronGrads<F>> = (0..n)
-            .map(|_| NeuronGrads { w_s: vec![F::zero(); k_c], mlp: self.mlp.iter().map(|&(o, i)| (vec![F::zero(); o * i], vec![F::zero(); o])).collect(), w_y: vec![F::zero(); d_m], b: F::zero() })
+            .map(|_| NeuronGrads {
+                w_s: vec![F::zero(); k_c],
+                mlp: self.mlp.iter().map(|&(o, i)| (vec![F::zero(); o * i], vec![F::zero(); o * batch])).collect(),
+                w_y: vec![F::zero(); d_m * batch],
+                b: vec![F::zero(); batch],
+            })
             .collect();
-        let mut d_m_carry = up.m_last.to_vec();
-        let mut d_e_carry = up.e_last.to_vec();
+        let mut d_m_carry = pad(up.m_last, unpadded, batch);
+        let mut d_e_carry = pad(up.e_last, unpadded, batch);
         // gradient reaching a_t from later steps (as a source), added to the output's own
         let mut d_a_from_later = vec![F::zero(); n * batch];
         // per synapse, the gradient it sends to its source: `[N, k_c, B]`
-        let mut to_source = vec![F::zero(); n * k_c * batch];
+        // per neuron and branch, the gradient of the branch sum β: `[N, branches, B]`
+        let mut d_beta = vec![F::zero(); n * self.branches * batch];
+        // the synapses in the order the sources gather them: scaled weight and branch row
+        let gather: Vec<(F, usize)> = self.inverse.iter().map(|&syn| (p.w_s[syn] * self.input_scale, self.branch_of[syn])).collect();
         let mut d_inputs = vec![Vec::new(); run.steps];
-        for t in (0..run.steps).rev() {
+        // on a worker of the pool, like the forward loop
+        rayon::scope(|_| for t in (0..run.steps).rev() {
             let src = self.sources(&run.inputs[t], &run.a[t], &run.extras);
-            let d_a: Vec<F> = up.outputs[t].iter().zip(&d_a_from_later).map(|(&x, &y)| x + y).collect();
+            let d_a: Vec<F> = outputs[t].iter().zip(&d_a_from_later).map(|(&x, &y)| x + y).collect();
             let (m_prev, e_prev) = (&run.m[t], &run.e[t]);
             d_m_carry
                 .par_chunks_mut(d_m * batch)
                 .zip(d_e_carry.par_chunks_mut(batch))
                 .zip(grads.par_iter_mut())
-                .zip(to_source.par_chunks_mut(k_c * batch))
+                .zip(d_beta.par_chunks_mut(self.branches * batch))
                 .enumerate()
                 .with_min_len(NEURONS_PER_TASK)
                 .for_each_init(
                     || (self.scratch(batch), vec![F::zero(); d_m * batch], vec![F::zero(); batch], vec![F::zero(); batch]),
-                    |(s, m_i, e_i, a_i), (i, (((d_m_i, d_e_i), g), to_src))| {
+                    |(s, m_i, e_i, a_i), (i, (((d_m_i, d_e_i), g), d_beta_i))| {
                         let m_prev_i = &m_prev[i * d_m * batch..][..d_m * batch];
                         self.neuron_step(p, i, batch, &src, m_prev_i, &e_prev[i * batch..][..batch], s, m_i, e_i, a_i);
                         let up_i = NeuronUpstream {
                             d_a: &d_a[i * batch..][..batch],
-                            abs_delta: up.abs_delta.map(|v| &v[i * batch..][..batch]),
-                            activity: up.activity.map(|v| &v[i * batch..][..batch]),
+                            abs_delta: abs_up.as_ref().map(|v| &v[i * batch..][..batch]),
+                            activity: act_up.as_ref().map(|v| &v[i * batch..][..batch]),
                         };
-                        self.neuron_backward(p, i, batch, &src, s, m_i, a_i, &up_i, d_m_i, d_e_i, g, to_src);
+                        self.neuron_backward(p, i, batch, &src, s, m_i, a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
                     },
                 );
             // each source gathers what its synapses send, in a fixed order
             let mut d_src = vec![F::zero(); (inp + n) * batch];
+            let d_beta_blocks = blocks(&d_beta);
+            let nb = batch / LANES;
             d_src.par_chunks_mut(batch).enumerate().with_min_len(16).for_each(|(j, acc)| {
-                for &synapse in &self.inverse[self.inverse_start[j]..self.inverse_start[j + 1]] {
-                    acc.iter_mut().zip(&to_source[synapse * batch..][..batch]).for_each(|(a, &v)| *a += v);
+                let acc = blocks_mut(acc);
+                for &(w, row) in &gather[self.inverse_start[j]..self.inverse_start[j + 1]] {
+                    for (lb, acc) in acc.iter_mut().enumerate() {
+                        fma(acc, w, &d_beta_blocks[row * nb + lb]);
+                    }
                 }
             });
             let (d_x, d_a_prev) = d_src.split_at(inp * batch);
-            d_inputs[t] = match &run.extras.input_mask {
+            let d_x: Vec<F> = match &run.extras.input_mask {
                 Some(mask) => d_x.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
                 None => d_x.to_vec(),
             };
+            d_inputs[t] = unpad(&d_x, batch, unpadded);
             d_a_from_later = match &run.extras.recurrent_mask {
                 Some(mask) => d_a_prev.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
                 None => d_a_prev.to_vec(),
             };
-        }
+        });
         let mut out = ElmGrads {
             w_s: Vec::with_capacity(n * k_c),
             mlp: self.mlp.iter().map(|&(o, i)| (Vec::with_capacity(n * o * i), Vec::with_capacity(n * o))).collect(),
             w_y: Vec::with_capacity(n * d_m),
             b: Vec::with_capacity(n),
             inputs: d_inputs,
-            m0: d_m_carry,
-            e0: d_e_carry,
-            a0: d_a_from_later,
+            m0: unpad(&d_m_carry, batch, unpadded),
+            e0: unpad(&d_e_carry, batch, unpadded),
+            a0: unpad(&d_a_from_later, batch, unpadded),
         };
         for g in grads {
-            out.w_s.extend(g.w_s);
+            out.w_s.extend(g.w_s.iter().map(|&v| v * self.input_scale));
             for (o, (w, b)) in out.mlp.iter_mut().zip(g.mlp) {
                 o.0.extend(w);
-                o.1.extend(b);
+                o.1.extend(sum_lanes(&b, batch, unpadded));
             }
-            out.w_y.extend(g.w_y);
-            out.b.push(g.b);
+            out.w_y.extend(sum_lanes(&g.w_y, batch, unpadded));
+            out.b.extend(sum_lanes(&g.b, batch, unpadded));
         }
         out
     }
 
     /// Neuron `n`'s backward step, after `neuron_step` filled `s`, `m`, `a` for this
-    /// step. Reads and replaces the carried `d_m`, `d_e`; adds to `g`; writes what each
-    /// synapse sends to its source into `to_src` (`[k_c, B]`).
+    /// step. Reads and replaces the carried `d_m`, `d_e`; adds to `g`; writes the
+    /// gradient of each branch sum into `d_beta` (`[branches, W]`). One block of
+    /// [`LANES`] sequences at a time, like the forward step.
     #[allow(clippy::too_many_arguments)]
-    fn neuron_backward(&self, p: &ElmParams<F>, n: usize, batch: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, to_src: &mut [F]) {
-        let (k_c, mem, bsz) = (self.k_c(), self.memory, batch);
+    fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.neuron_backward_avx2(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out) };
+        }
+        self.neuron_backward_body(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn neuron_backward_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        self.neuron_backward_body(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn neuron_backward_body(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        let (k_c, mem, nb) = (self.k_c(), self.memory, width / LANES);
         let w_y = &p.w_y[n * mem..(n + 1) * mem];
-        // 8. output and activity penalty; 7. high-pass
-        let mut d_r = vec![F::zero(); bsz];
-        for j in 0..bsz {
-            let mut da = up.d_a[j];
-            if let Some(act) = up.activity {
-                if a[j] > F::zero() {
-                    da += act[j];
-                }
-            }
-            let d_pre = if self.relu_output && s.pre[j] <= F::zero() { F::zero() } else { da };
-            g.b += d_pre;
-            d_r[j] = match self.kappa_r {
-                Some(k) => {
-                    let d_e_total = d_e[j] - d_pre;
-                    d_e[j] = d_e_total * k;
-                    d_pre + d_e_total * (F::one() - k)
-                }
-                None => d_pre,
-            };
-        }
-        // 6. readout; 5.–4. memory update: d_m becomes the gradient of the MLP output Δ
+        let w_s_idx = &self.connectome[n * k_c..(n + 1) * k_c];
+        let (src, m) = (blocks(src), blocks(m));
         let last = self.mlp.len() - 1;
-        let d_delta = &mut s.d_out[..mem * bsz];
-        for d in 0..mem {
-            let mut dw = F::zero();
-            for j in 0..bsz {
-                let at = d * bsz + j;
-                dw += d_r[j] * m[at];
-                d_m[at] += d_r[j] * w_y[d];
-                let delta = s.layer_out[last][at];
-                let th = (F::of(LECUN_SLOPE) * delta).tanh();
-                let mut dd = d_m[at] * self.one_minus_kappa_lambda[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
-                if let Some(abs) = up.abs_delta {
-                    if delta > F::zero() {
-                        dd += abs[j];
-                    } else if delta < F::zero() {
-                        dd -= abs[j];
+        for lb in 0..nb {
+            // 8. output and activity penalty; 7. high-pass
+            let mut d_r = [F::zero(); LANES];
+            for l in 0..LANES {
+                let j = lb * LANES + l;
+                let mut da = up.d_a[j];
+                if let Some(act) = up.activity {
+                    if a[j] > F::zero() {
+                        da += act[j];
                     }
                 }
-                d_delta[at] = dd;
-            }
-            g.w_y[d] += dw;
-        }
-        // 3. MLP backward, last layer first; d_out holds the gradient of layer l's output
-        for l in (0..self.mlp.len()).rev() {
-            let (o, i) = self.mlp[l];
-            let w = &p.mlp[l].0[n * o * i..(n + 1) * o * i];
-            let (gw, gb) = &mut g.mlp[l];
-            let ins = &s.layer_in[l];
-            let d_out = &s.d_out[..o * bsz];
-            let d_in = &mut s.d_in[..i * bsz];
-            d_in.iter_mut().for_each(|v| *v = F::zero());
-            for (r, d_row) in d_out.chunks_exact(bsz).enumerate() {
-                gb[r] += d_row.iter().fold(F::zero(), |acc, &v| acc + v);
-                for (c, (input, d_input)) in ins.chunks_exact(bsz).zip(d_in.chunks_exact_mut(bsz)).enumerate() {
-                    let wv = w[r * i + c];
-                    let mut acc = F::zero();
-                    for ((&dv, &x), dx) in d_row.iter().zip(input).zip(d_input.iter_mut()) {
-                        acc += dv * x;
-                        *dx += dv * wv;
+                let d_pre = if self.relu_output && s.pre[j] <= F::zero() { F::zero() } else { da };
+                g.b[j] += d_pre;
+                d_r[l] = match self.kappa_r {
+                    Some(k) => {
+                        let d_e_total = d_e[j] - d_pre;
+                        d_e[j] = d_e_total * k;
+                        d_pre + d_e_total * (F::one() - k)
                     }
-                    gw[r * i + c] += acc;
+                    None => d_pre,
+                };
+            }
+            // 6. readout; 5.–4. memory update: the gradient of the MLP output Δ
+            let delta = blocks(&s.layer_out[last]);
+            let d_mb = blocks_mut(d_m);
+            for d in 0..mem {
+                let at = d * nb + lb;
+                let (mv, dl) = (&m[at], &delta[at]);
+                let gw_y = &mut g.w_y[d * width + lb * LANES..][..LANES];
+                let mut dd = [F::zero(); LANES];
+                for l in 0..LANES {
+                    gw_y[l] += d_r[l] * mv[l];
+                    d_mb[at][l] += d_r[l] * w_y[d];
+                    let th = (F::of(LECUN_SLOPE) * dl[l]).tanh();
+                    dd[l] = d_mb[at][l] * self.one_minus_kappa_lambda[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
+                    if let Some(abs) = up.abs_delta {
+                        let j = lb * LANES + l;
+                        if dl[l] > F::zero() {
+                            dd[l] += abs[j];
+                        } else if dl[l] < F::zero() {
+                            dd[l] -= abs[j];
+                        }
+                    }
+                }
+                s.d_out[d] = dd;
+            }
+            // 3. MLP backward, last layer first; `d_out` holds the gradient of layer l's output
+            for l in (0..self.mlp.len()).rev() {
+                let (o, i) = self.mlp[l];
+                let w = &p.mlp[l].0[n * o * i..(n + 1) * o * i];
+                let (gw, gb) = &mut g.mlp[l];
+                let ins = blocks(&s.layer_in[l]);
+                for r in 0..o {
+                    let gb = &mut gb[r * width + lb * LANES..][..LANES];
+                    for ln in 0..LANES {
+                        gb[ln] += s.d_out[r][ln];
+                    }
+                }
+                for c in 0..i {
+                    let x = &ins[c * nb + lb];
+                    let mut acc = [F::zero(); LANES];
+                    for r in 0..o {
+                        gw[r * i + c] += dot8(&s.d_out[r], x);
+                        fma(&mut acc, w[r * i + c], &s.d_out[r]);
+                    }
+                    s.d_in[c] = acc;
+                }
+                if l > 0 {
+                    // through the previous layer's activation
+                    let pre = blocks(&s.layer_out[l - 1]);
+                    for c in 0..i {
+                        let (dv, x) = (s.d_in[c], pre[c * nb + lb]);
+                        s.d_out[c] = std::array::from_fn(|ln| dv[ln] * activate_slope(self.activation, x[ln]));
+                    }
                 }
             }
-            if l > 0 {
-                // through the previous layer's activation
-                let pre = &s.layer_out[l - 1];
-                for ((dst, &dv), &x) in s.d_out[..i * bsz].iter_mut().zip(s.d_in[..i * bsz].iter()).zip(pre) {
-                    *dst = dv * activate_slope(self.activation, x);
+            // 2. decay: the memory's gradient flows to m_{t-1} directly and through z
+            for d in 0..mem {
+                let (dm, dz) = (&mut d_mb[d * nb + lb], &s.d_in[self.branches + d]);
+                for l in 0..LANES {
+                    dm[l] = (dm[l] + dz[l]) * self.kappa_m[d];
                 }
             }
-        }
-        // 2. decay: the memory's gradient flows to m_{t-1} directly and through z
-        let d_z = &s.d_in;
-        for d in 0..mem {
-            let d_z_row = &d_z[(self.branches + d) * bsz..][..bsz];
-            d_m[d * bsz..][..bsz].iter_mut().zip(d_z_row).for_each(|(dm, &dz)| *dm = (*dm + dz) * self.kappa_m[d]);
-        }
-        // 1. branch integration
-        let w_s = &p.w_s[n * k_c..(n + 1) * k_c];
-        let idx = &self.connectome[n * k_c..(n + 1) * k_c];
-        for br in 0..self.branches {
-            let d_beta = &d_z[br * bsz..][..bsz];
-            for k in br * self.synapses..(br + 1) * self.synapses {
-                let row = &src[idx[k] * bsz..][..bsz];
-                let mut acc = F::zero();
-                let w = w_s[k] * self.input_scale;
-                for ((&db, &v), out) in d_beta.iter().zip(row).zip(to_src[k * bsz..][..bsz].iter_mut()) {
-                    acc += db * v;
-                    *out = db * w;
+            // 1. branch integration (the sources' gradients are gathered per source afterwards)
+            let d_beta = blocks_mut(d_beta_out);
+            for br in 0..self.branches {
+                let db = s.d_in[br];
+                d_beta[br * nb + lb] = db;
+                for k in br * self.synapses..(br + 1) * self.synapses {
+                    g.w_s[k] += dot8(&db, &src[w_s_idx[k] * nb + lb]);
                 }
-                g.w_s[k] += acc * self.input_scale;
             }
         }
     }

@@ -27,6 +27,7 @@ pub trait Real:
     }
 }
 
+/// `f64` keeps libm's functions: it is what the finite-difference checks run in.
 macro_rules! real {
     ($t:ty) => {
         impl Real for $t {
@@ -53,5 +54,34 @@ macro_rules! real {
         }
     };
 }
-real!(f32);
 real!(f64);
+
+impl Real for f32 {
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    /// One `exp` instead of libm's `tanhf` (about three times slower): `1 − 2/(e^{2x} + 1)`,
+    /// and near zero, where that loses relative precision, the Taylor series to `x⁷`.
+    #[inline(always)]
+    fn tanh(self) -> Self {
+        if self.abs() < 0.1 {
+            let x2 = self * self;
+            self * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))))
+        } else {
+            1.0 - 2.0 / ((2.0 * self).exp() + 1.0)
+        }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+}

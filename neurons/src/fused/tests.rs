@@ -258,7 +258,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let loss = |v: &[Vec<f64>]| -> f64 {
             let (out, _) = run(v);
-            (0..t).map(|k| dot(&r[k], &out.a[k + 1])).sum::<f64>() + dot(&s_m, &out.m[t]) + dot(&s_e, &out.e[t]) + dot(&s_abs, &out.abs_delta) + dot(&s_act, &out.activity)
+            (0..t).map(|k| dot(&r[k], &out.output(k + 1))).sum::<f64>() + dot(&s_m, &out.memory(t)) + dot(&s_e, &out.high_pass(t)) + dot(&s_abs, &out.abs_delta()) + dot(&s_act, &out.activity())
         };
         let (out, p) = run(&vars);
         let layers = (p.len() - 3) / 2;
@@ -285,4 +285,20 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             }
         }
     }
+}
+
+/// The f32 kernels' `tanh` (one `exp`, series near zero) against f64 `tanh`.
+#[test]
+fn fast_f32_tanh_is_within_f32_rounding_of_tanh() {
+    use super::Real;
+    let (mut worst_abs, mut worst_rel) = (0.0f64, 0.0f64);
+    for i in -400_000..=400_000 {
+        let x = i as f32 * 5e-5; // [-20, 20]
+        let (got, want) = (Real::tanh(x) as f64, (x as f64).tanh());
+        worst_abs = worst_abs.max((got - want).abs());
+        if want != 0.0 {
+            worst_rel = worst_rel.max(((got - want) / want).abs());
+        }
+    }
+    assert!(worst_abs < 2e-7 && worst_rel < 2e-6, "abs {worst_abs:e}, rel {worst_rel:e}");
 }
