@@ -50,6 +50,9 @@ pub struct LayerSpec {
     pub activity_penalty: f64,
     /// Fused whole-sequence layer or op-by-op reference.
     pub path: Path,
+    /// Whether the fused layer forms its inputs' gradients: not for the first layer,
+    /// whose inputs are the task's data.
+    pub inputs_need_grad: bool,
 }
 
 impl LayerSpec {
@@ -335,6 +338,7 @@ impl ElmLayer {
         let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
         let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
         let (inputs, start) = (d.inputs, d.state);
+        let input_grads = s.inputs_need_grad;
         let mut tape = d.tape;
         tape.add_backward_op(move |grads| {
             let d_out = keys_out.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
@@ -342,7 +346,7 @@ impl ElmLayer {
             let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
-            let g = kernel.backward(&elm_params(&view(&values)), &run, &up);
+            let g = kernel.backward(&elm_params(&view(&values)), &run, &up, input_grads);
     
             let mut param_grads = vec![&g.w_s];
             for (w, b) in &g.mlp {

@@ -89,6 +89,7 @@ fn build(s: &Settings) -> Result<Box<dyn NeuronModel>, PluginError> {
         mlp_penalty: s.float("mlp_penalty"),
         activity_penalty: s.float("activity_penalty"),
         path: Path::parse(s.text("path"))?,
+        inputs_need_grad: false,
     };
     Ok(Box::new(Elm { hidden }))
 }
@@ -121,6 +122,7 @@ impl Elm {
             relu_output: false,
             mlp_penalty: 0.0,
             activity_penalty: 0.0,
+            inputs_need_grad: true,
             ..hidden.clone()
         };
         Ok((hidden, readout))

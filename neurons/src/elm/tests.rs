@@ -41,6 +41,7 @@ fn spec(v: &Value, name: &str) -> LayerSpec {
         mlp_penalty: f("mlp_penalty"),
         activity_penalty: f("activity_penalty"),
         path: crate::fused::Path::Reference,
+        inputs_need_grad: name != "hidden",
     }
 }
 

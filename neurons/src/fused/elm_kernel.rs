@@ -183,7 +183,7 @@ pub struct ElmGrads<F> {
     pub mlp: Vec<(Vec<F>, Vec<F>)>,
     pub w_y: Vec<F>,
     pub b: Vec<F>,
-    /// One `[I, B]` per step.
+    /// One `[I, B]` per step (none without `input_grads`).
     pub inputs: Vec<Vec<F>>,
     pub m0: Vec<F>,
     pub e0: Vec<F>,
@@ -473,8 +473,9 @@ pub struct ElmUpstream<'a, F> {
 }
 
 impl<F: Real> ElmKernel<F> {
-    /// Backward through time.
-    pub fn backward(&self, p: &ElmParams<F>, run: &ElmRun<F>, up: &ElmUpstream<F>) -> ElmGrads<F> {
+    /// Backward through time. Without `input_grads` the inputs' gradients are not formed
+    /// (`inputs` comes back empty): the first layer reads data, which needs none.
+    pub fn backward(&self, p: &ElmParams<F>, run: &ElmRun<F>, up: &ElmUpstream<F>, input_grads: bool) -> ElmGrads<F> {
         let (n, d_m, k_c, batch, inp) = (self.units, self.memory, self.k_c(), run.width, self.input);
         let unpadded = run.batch;
         let outputs: Vec<Vec<F>> = up.outputs.iter().map(|v| pad(v, unpadded, batch)).collect();
@@ -497,7 +498,7 @@ impl<F: Real> ElmKernel<F> {
         let mut d_beta = vec![F::zero(); n * self.branches * batch];
         // the synapses in the order the sources gather them: scaled weight and branch row
         let gather: Vec<(F, usize)> = self.inverse.iter().map(|&syn| (p.w_s[syn] * self.input_scale, self.branch_of[syn])).collect();
-        let mut d_inputs = vec![Vec::new(); run.steps];
+        let mut d_inputs = vec![Vec::new(); if input_grads { run.steps } else { 0 }];
         // on a worker of the pool, like the forward loop
         rayon::scope(|_| for t in (0..run.steps).rev() {
             let src = self.sources(&run.inputs[t], &run.a[t], &run.extras);
@@ -524,10 +525,13 @@ impl<F: Real> ElmKernel<F> {
                     },
                 );
             // each source gathers what its synapses send, in a fixed order
-            let mut d_src = vec![F::zero(); (inp + n) * batch];
+            // (only the recurrent sources when the inputs need no gradient)
+            let first = if input_grads { 0 } else { inp };
+            let mut d_src = vec![F::zero(); (inp + n - first) * batch];
             let d_beta_blocks = blocks(&d_beta);
             let nb = batch / LANES;
-            d_src.par_chunks_mut(batch).enumerate().with_min_len(16).for_each(|(j, acc)| {
+            d_src.par_chunks_mut(batch).enumerate().with_min_len(16).for_each(|(row, acc)| {
+                let j = first + row;
                 let acc = blocks_mut(acc);
                 for &(w, row) in &gather[self.inverse_start[j]..self.inverse_start[j + 1]] {
                     for (lb, acc) in acc.iter_mut().enumerate() {
@@ -535,12 +539,14 @@ impl<F: Real> ElmKernel<F> {
                     }
                 }
             });
-            let (d_x, d_a_prev) = d_src.split_at(inp * batch);
-            let d_x: Vec<F> = match &run.extras.input_mask {
-                Some(mask) => d_x.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
-                None => d_x.to_vec(),
-            };
-            d_inputs[t] = unpad(&d_x, batch, unpadded);
+            let (d_x, d_a_prev) = d_src.split_at((inp - first) * batch);
+            if input_grads {
+                let d_x: Vec<F> = match &run.extras.input_mask {
+                    Some(mask) => d_x.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
+                    None => d_x.to_vec(),
+                };
+                d_inputs[t] = unpad(&d_x, batch, unpadded);
+            }
             d_a_from_later = match &run.extras.recurrent_mask {
                 Some(mask) => d_a_prev.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
                 None => d_a_prev.to_vec(),

@@ -226,6 +226,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             mlp_penalty: 0.0,
             activity_penalty: 0.0,
             path: super::Path::Fused,
+            inputs_need_grad: true,
         };
         let mut rng = stream(6, "elm-fd", 0);
         let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..i + n)).collect();
@@ -264,7 +265,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         let layers = (p.len() - 3) / 2;
         let ep = ElmParams { w_s: &p[0], mlp: (0..layers).map(|l| (p[1 + 2 * l].as_slice(), p[2 + 2 * l].as_slice())).collect(), w_y: &p[p.len() - 2], b: &p[p.len() - 1] };
         let up = ElmUpstream { outputs: &r, m_last: &s_m, e_last: &s_e, abs_delta: Some(&s_abs), activity: Some(&s_act) };
-        let g = kernel.backward(&ep, &out, &up);
+        let g = kernel.backward(&ep, &out, &up, true);
         let mut analytic = vec![g.w_s];
         for (w, bias) in g.mlp {
             analytic.extend([w, bias]);
