@@ -53,11 +53,20 @@ fn blocks_mut<F>(v: &mut [F]) -> &mut [[F; LANES]] {
     v.as_chunks_mut::<LANES>().0
 }
 
-/// `acc += a·x`
+/// `acc += a·x` (two roundings), for code outside the AVX2 and FMA builds.
+#[inline(always)]
+fn add_scaled<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
+    for l in 0..LANES {
+        acc[l] += a * x[l];
+    }
+}
+
+/// `acc += a·x`, fused (one rounding). Only inside the per-neuron functions, which run
+/// compiled for AVX2 and FMA (elsewhere `mul_add` would be a slow library call).
 #[inline(always)]
 fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
     for l in 0..LANES {
-        acc[l] += a * x[l];
+        acc[l] = a.mul_add(x[l], acc[l]);
     }
 }
 
@@ -201,6 +210,8 @@ struct Scratch<F> {
     /// Backward, one block of sequences: gradients of a layer's output and input, per row.
     d_out: Vec<[F; LANES]>,
     d_in: Vec<[F; LANES]>,
+    /// A layer's input for one block of sequences, transposed: `[LANES, in]`.
+    inputs_t: Vec<F>,
 }
 
 /// One neuron's parameter gradients, accumulated over the steps. Biases and `w_y` keep
@@ -266,6 +277,7 @@ impl<F: Real> ElmKernel<F> {
             pre: vec![F::zero(); batch],
             d_out: vec![[F::zero(); LANES]; widest],
             d_in: vec![[F::zero(); LANES]; widest],
+            inputs_t: vec![F::zero(); LANES * widest],
         }
     }
 
@@ -285,18 +297,18 @@ impl<F: Real> ElmKernel<F> {
     #[allow(clippy::too_many_arguments)]
     fn neuron_step(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_step_avx2(p, n, width, src, m_prev, e_prev, s, m, e, a) };
         }
         self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
     }
 
-    /// The same code compiled for AVX2: a block of eight `f32` is one register. Only the
-    /// width changes, not the arithmetic (no fused multiply-adds), so the numbers are
-    /// the same with and without it.
+    /// The same code compiled for AVX2 and FMA: a block of eight `f32` is one register,
+    /// and multiply-adds are fused. (CPUs without them run the plain build, with `mul_add`
+    /// as a library call: slower, and rounding the same way.)
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn neuron_step_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
         self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
@@ -535,7 +547,7 @@ impl<F: Real> ElmKernel<F> {
                 let acc = blocks_mut(acc);
                 for &(w, row) in &gather[self.inverse_start[j]..self.inverse_start[j + 1]] {
                     for (lb, acc) in acc.iter_mut().enumerate() {
-                        fma(acc, w, &d_beta_blocks[row * nb + lb]);
+                        add_scaled(acc, w, &d_beta_blocks[row * nb + lb]);
                     }
                 }
             });
@@ -581,7 +593,7 @@ impl<F: Real> ElmKernel<F> {
     #[allow(clippy::too_many_arguments)]
     fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_backward_avx2(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out) };
         }
@@ -589,7 +601,7 @@ impl<F: Real> ElmKernel<F> {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn neuron_backward_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         self.neuron_backward_body(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out)
@@ -661,11 +673,23 @@ impl<F: Real> ElmKernel<F> {
                         gb[ln] += s.d_out[r][ln];
                     }
                 }
+                // weight gradients: the inputs transposed (sequence-major), so that each
+                // sequence adds `d_out[r, b] · x[·, b]` to a whole weight row, no horizontal sums
                 for c in 0..i {
-                    let x = &ins[c * nb + lb];
+                    for ln in 0..LANES {
+                        s.inputs_t[ln * i + c] = ins[c * nb + lb][ln];
+                    }
+                }
+                for r in 0..o {
+                    let gw_row = &mut gw[r * i..(r + 1) * i];
+                    for ln in 0..LANES {
+                        let dv = s.d_out[r][ln];
+                        gw_row.iter_mut().zip(&s.inputs_t[ln * i..(ln + 1) * i]).for_each(|(g, &x)| *g = dv.mul_add(x, *g));
+                    }
+                }
+                for c in 0..i {
                     let mut acc = [F::zero(); LANES];
                     for r in 0..o {
-                        gw[r * i + c] += dot8(&s.d_out[r], x);
                         fma(&mut acc, w[r * i + c], &s.d_out[r]);
                     }
                     s.d_in[c] = acc;

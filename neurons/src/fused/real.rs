@@ -13,6 +13,8 @@ pub trait Real:
     fn exp(self) -> Self;
     fn tanh(self) -> Self;
     fn abs(self) -> Self;
+    /// `self·a + b` with one rounding.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     fn zero() -> Self {
         Self::default()
     }
@@ -51,6 +53,10 @@ macro_rules! real {
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
+            }
         }
     };
 }
@@ -83,6 +89,10 @@ impl Real for f32 {
     #[inline(always)]
     fn abs(self) -> Self {
         f32::abs(self)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
     }
 }
 
