@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 
 const D: usize = 6;
 const C: usize = 4;
-const B: usize = 3;
 const T: usize = 7;
 
 fn network(name: &str, settings: &[(&str, Value)], path: &str, units: usize) -> Network {
@@ -36,12 +35,12 @@ fn network(name: &str, settings: &[(&str, Value)], path: &str, units: usize) -> 
     Network { layers, params, classes: C, input_width: D }
 }
 
-fn batch(seed: u64, carry: Carry, loss_at: LossAt) -> Batch {
+fn batch(seed: u64, carry: Carry, loss_at: LossAt, b: usize) -> Batch {
     let mut rng = stream(seed, "batch", 0);
-    let inputs = (0..T * B * D).map(|_| rng.gen_range(-1.0..1.0f32)).collect();
+    let inputs = (0..T * b * D).map(|_| rng.gen_range(-1.0..1.0f32)).collect();
     let reads = if loss_at == LossAt::EveryStep { T } else { 1 };
-    let targets = (0..reads * B).map(|_| rng.gen_range(0..C)).collect();
-    Batch { steps: T, batch: B, inputs: Inputs::Dense(inputs), targets, carry }
+    let targets = (0..reads * b).map(|_| rng.gen_range(0..C)).collect();
+    Batch { steps: T, batch: b, inputs: Inputs::Dense(inputs), targets, carry }
 }
 
 /// `got` equals `want` to `rel` relative to the tensor's largest magnitude, entry by entry
@@ -61,19 +60,19 @@ fn state_values(s: &NetworkState) -> Vec<Vec<f32>> {
 
 /// Two batches (the second continues the first's state with one sequence reset), in
 /// training mode (dropout and penalties on), on both paths.
-fn train_pass(net: &Network, loss_at: LossAt) -> (Gradients, Gradients) {
-    let first = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 0)), &batch(1, Carry::Fresh, loss_at), loss_at, 0.1, None);
-    let mut reset = vec![false; B];
+fn train_pass(net: &Network, loss_at: LossAt, b: usize) -> (Gradients, Gradients) {
+    let first = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 0)), &batch(1, Carry::Fresh, loss_at, b), loss_at, 0.1, None);
+    let mut reset = vec![false; b];
     reset[1] = true;
-    let second = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 1)), &batch(2, Carry::Continue { reset }, loss_at), loss_at, 0.1, Some(&first.final_state));
+    let second = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 1)), &batch(2, Carry::Continue { reset }, loss_at, b), loss_at, 0.1, Some(&first.final_state));
     (first, second)
 }
 
-fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize) {
-    let what = format!("{name} {settings:?}");
+fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize, b: usize) {
+    let what = format!("{name} {settings:?} batch {b}");
     let (reference, fused) = (network(name, settings, "reference", units), network(name, settings, "fused", units));
     for loss_at in [LossAt::EveryStep, LossAt::LastStep] {
-        let (r, f) = (train_pass(&reference, loss_at), train_pass(&fused, loss_at));
+        let (r, f) = (train_pass(&reference, loss_at, b), train_pass(&fused, loss_at, b));
         for ((rg, fg), batch) in [(&r.0, &f.0), (&r.1, &f.1)].into_iter().zip(["first", "second"]) {
             let at = format!("{what} {loss_at:?} {batch} batch");
             assert_close(&format!("{at} loss"), &[fg.loss], &[rg.loss], 1e-5);
@@ -92,9 +91,9 @@ fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize) {
             }
         }
         // evaluation mode: logits at every step
-        let b = batch(3, Carry::Fresh, LossAt::EveryStep);
+        let eval = batch(3, Carry::Fresh, LossAt::EveryStep, b);
         let logits = |net: &Network| -> Vec<f32> {
-            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &b, LossAt::EveryStep, None).logits.iter().flat_map(|l| l.as_vec()).collect()
+            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).logits.iter().flat_map(|l| l.as_vec()).collect()
         };
         assert_close(&format!("{what} eval logits"), &logits(&fused), &logits(&reference), 1e-5);
     }
@@ -105,21 +104,38 @@ fn fused_grads_on(threads: usize, name: &str, settings: &[(&str, Value)], units:
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let net = network(name, settings, "fused", units);
-        let (a, b) = train_pass(&net, LossAt::EveryStep);
+        let (a, b) = train_pass(&net, LossAt::EveryStep, 3);
         a.grads.iter().chain(&b.grads).map(|g| g.as_vec()).chain([vec![a.loss, b.loss]]).collect()
     })
 }
 
 #[test]
 fn fused_lstm_equals_reference() {
-    assert_paths_equal("lstm", &[], 5);
-    assert_paths_equal("lstm", &[("forget_bias", json!(1.0))], 70);
+    assert_paths_equal("lstm", &[], 5, 3);
+    assert_paths_equal("lstm", &[("forget_bias", json!(1.0))], 70, 8);
 }
 
 #[test]
 fn fused_lstm_same_numbers_on_one_and_two_threads() {
     // 96 units: large enough for the products and the pointwise steps to split over threads
     assert_eq!(fused_grads_on(1, "lstm", &[], 96), fused_grads_on(2, "lstm", &[], 96));
+}
+
+/// Every entry of `analytic` (the gradient of `loss` by each variable) equals the f64
+/// central difference to `tol` (relative above 1).
+fn assert_finite_differences(what: &str, vars: &[Vec<f64>], analytic: &[Vec<f64>], loss: impl Fn(&[Vec<f64>]) -> f64, tol: f64) {
+    assert_eq!(analytic.len(), vars.len(), "{what}: one gradient per variable");
+    let eps = 1e-6;
+    for (k, grad) in analytic.iter().enumerate() {
+        for j in 0..grad.len() {
+            let mut plus = vars.to_vec();
+            plus[k][j] += eps;
+            let mut minus = vars.to_vec();
+            minus[k][j] -= eps;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * eps);
+            assert!((numeric - grad[j]).abs() < tol * numeric.abs().max(1.0), "{what}: variable {k}[{j}]: backward {} vs finite difference {numeric}", grad[j]);
+        }
+    }
 }
 
 /// Central differences in f64 of `L = Σ_t r_t·h_t + s·c_T` against the kernel's backward.
@@ -149,17 +165,7 @@ fn lstm_kernel_gradients_equal_finite_differences_in_f64() {
     analytic.extend(g.inputs);
     analytic.push(g.h0);
     analytic.push(g.c0);
-    for (k, grad) in analytic.iter().enumerate() {
-        for j in 0..grad.len() {
-            let eps = 1e-6;
-            let mut plus = vars.clone();
-            plus[k][j] += eps;
-            let mut minus = vars.clone();
-            minus[k][j] -= eps;
-            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * eps);
-            assert!((numeric - grad[j]).abs() < 1e-8 * numeric.abs().max(1.0), "variable {k}[{j}]: backward {} vs finite difference {numeric}", grad[j]);
-        }
-    }
+    assert_finite_differences("lstm", &vars, &analytic, loss, 1e-8);
 }
 
 fn small_elm(extra: &[(&'static str, Value)]) -> Vec<(&'static str, Value)> {
@@ -186,10 +192,13 @@ fn fused_elm_equals_reference_for_every_option() {
         vec![("dropout", json!(0.2)), ("mlp_penalty", json!(0.5)), ("high_pass_tau", Value::Null), ("mlp_layers", json!(2))],
     ];
     for extra in cases {
-        assert_paths_equal("elm", &small_elm(&extra), 5);
+        assert_paths_equal("elm", &small_elm(&extra), 5, 3);
     }
+    // batch 8 (one block of sequences, no padding) and 10 (two blocks, padded)
+    assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.2)), ("mlp_penalty", json!(0.1))]), 6, 8);
+    assert_paths_equal("elm", &small_elm(&[("activity_penalty", json!(0.1)), ("mlp_layers", json!(2))]), 6, 10);
     // wider: enough neurons for several parallel tasks per step
-    assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.1)), ("activity_penalty", json!(0.2)), ("mlp_penalty", json!(0.1))]), 40);
+    assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.1)), ("activity_penalty", json!(0.2)), ("mlp_penalty", json!(0.1))]), 40, 3);
 }
 
 #[test]
@@ -273,18 +282,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         analytic.extend([g.w_y, g.b]);
         analytic.extend(g.inputs);
         analytic.extend([g.m0, g.e0, g.a0]);
-        assert_eq!(analytic.len(), vars.len());
-        for (k, grad) in analytic.iter().enumerate() {
-            for j in 0..grad.len() {
-                let eps = 1e-6;
-                let mut plus = vars.clone();
-                plus[k][j] += eps;
-                let mut minus = vars.clone();
-                minus[k][j] -= eps;
-                let numeric = (loss(&plus) - loss(&minus)) / (2.0 * eps);
-                assert!((numeric - grad[j]).abs() < 1e-7 * numeric.abs().max(1.0), "{activation:?}: variable {k}[{j}]: backward {} vs finite difference {numeric}", grad[j]);
-            }
-        }
+        assert_finite_differences(&format!("elm {activation:?}"), &vars, &analytic, loss, 1e-7);
     }
 }
 
