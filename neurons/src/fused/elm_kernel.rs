@@ -6,6 +6,9 @@
 //! connectome, so every sum runs in a fixed order whatever the thread count.
 //! Every matrix is row-major with the batch last (`[N, d_m, B]` for the memory).
 
+// Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
+#![allow(clippy::needless_range_loop)]
+
 use super::Real;
 use crate::elm::{LayerSpec, MlpActivation};
 use rayon::prelude::*;

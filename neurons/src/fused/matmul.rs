@@ -23,6 +23,7 @@ impl<'a, F> View<'a, F> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]`; `dst` is row-major with row stride `dst_row`.
 /// With `accumulate` the product is added to what `dst` holds.
 pub fn matmul<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>) {
