@@ -126,6 +126,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time training steps (forward, backward, update) and inference for a config's model
+    /// and batch shape: steps/s, time steps × sequences per second, GFLOP/s, peak memory.
+    Bench {
+        /// Experiment config (RON).
+        config: PathBuf,
+        /// Overrides, `dotted.key=value` (e.g. model.neuron.path=reference).
+        overrides: Vec<String>,
+        /// Timed steps (after one untimed warm-up step); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Measure the fused and the reference (op-by-op) path, each in its own process, and print the ratio.
+        #[arg(long)]
+        compare: bool,
+        /// Threads for the fused layers and matrix products (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Data helpers.
     Data {
         #[command(subcommand)]

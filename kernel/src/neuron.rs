@@ -138,25 +138,10 @@ pub trait RecurrentLayer {
     /// output's history into the state, and the trainer merges the final state into the loss.
     fn step(&self, params: &ParamStore, ctx: &mut ForwardContext, input: Traced, state: LayerState) -> (Traced, LayerState);
 
-    /// A whole sequence. The default runs [`RecurrentLayer::step`]; a fused path may
-    /// override it and must then equal the step path.
+    /// A whole sequence. The default runs [`RecurrentLayer::step`] ([`step_by_step`]); a
+    /// fused path may override it and must then equal the step path.
     fn sequence(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> SequenceOutput {
-        let mut state = state;
-        let mut outputs = Vec::with_capacity(inputs.len());
-        for x in inputs {
-            let (out, next) = self.step(params, ctx, x, state);
-            // Emit the output on a fresh tape; its history joins the state's, so outputs
-            // that never reach the loss (all but the last, for last-step tasks) lose nothing.
-            let (keep, emit) = crate::tensor::fork(out);
-            ctx.record(&format!("{}.activity", self.name()), &[self.units()], &emit);
-            state = next;
-            outputs.push(emit);
-            if !state.is_empty() {
-                let first = state.remove(0);
-                state.insert(0, crate::tensor::absorb(first, keep));
-            }
-        }
-        SequenceOutput { outputs, state }
+        step_by_step(self, params, ctx, inputs, state)
     }
 
     /// A zero state for `batch` sequences.
@@ -164,4 +149,25 @@ pub trait RecurrentLayer {
         let dev = crate::tensor::device();
         self.state_rows().into_iter().map(|rows| crate::tensor::matrix(&dev, vec![0.0; rows * batch], rows, batch)).collect()
     }
+}
+
+/// A whole sequence through [`RecurrentLayer::step`]: the reference every fused
+/// [`RecurrentLayer::sequence`] must equal, and its fallback.
+pub fn step_by_step<L: RecurrentLayer + ?Sized>(layer: &L, params: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> SequenceOutput {
+    let mut state = state;
+    let mut outputs = Vec::with_capacity(inputs.len());
+    for x in inputs {
+        let (out, next) = layer.step(params, ctx, x, state);
+        // Emit the output on a fresh tape; its history joins the state's, so outputs
+        // that never reach the loss (all but the last, for last-step tasks) lose nothing.
+        let (keep, emit) = crate::tensor::fork(out);
+        ctx.record(&format!("{}.activity", layer.name()), &[layer.units()], &emit);
+        state = next;
+        outputs.push(emit);
+        if !state.is_empty() {
+            let first = state.remove(0);
+            state.insert(0, crate::tensor::absorb(first, keep));
+        }
+    }
+    SequenceOutput { outputs, state }
 }

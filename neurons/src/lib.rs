@@ -1,6 +1,7 @@
 //! Neuron models, each registered as a plugin.
 
 pub mod elm;
+pub mod fused;
 pub mod gated;
 pub mod linear;
 mod wiring;

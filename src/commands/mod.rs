@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod compare;
 mod eval;
 mod fit;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inspect::run(&registry, &config, &overrides, json)
         }
         Command::Train { config, overrides, out, resume, halt_after, device } => train::run(&registry, config, overrides, out, resume, halt_after, device_override(device)),
+        Command::Bench { config, overrides, steps, compare, threads, json } => bench::run(&registry, &config, &overrides, steps, compare, threads, json),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Sweep { command } => sweep::run(&registry, command),
         Command::RunIndex { manifest, index } => run_index::run(&registry, &manifest, index),

@@ -2,13 +2,18 @@
 //! are neuron-major and batch-last (`[N, ·, B]`), so the per-neuron MLPs are one
 //! batched matmul `[N, out, in] @ [N, in, B]` per MLP layer.
 
+use crate::fused::elm_kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
+use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use crate::fused::Path;
 use crate::linear::log_spaced;
+use elmlab_kernel::dfdx::tensor::Tape as _;
+use std::sync::Arc;
 use crate::wiring::Synapses;
 use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::error::PluginError;
 use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, RecurrentLayer, SequenceOutput};
 use elmlab_kernel::params::{BufferValues, ParamStore};
-use elmlab_kernel::tensor::{device, fork, Dev, Matrix, Tape, Traced};
+use elmlab_kernel::tensor::{device, fork, matrix, Dev, Matrix, Tape, Traced};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -43,6 +48,11 @@ pub struct LayerSpec {
     pub dropout: f64,
     pub mlp_penalty: f64,
     pub activity_penalty: f64,
+    /// Fused whole-sequence layer or op-by-op reference.
+    pub path: Path,
+    /// Whether the fused layer forms its inputs' gradients: not for the first layer,
+    /// whose inputs are the task's data.
+    pub inputs_need_grad: bool,
 }
 
 impl LayerSpec {
@@ -90,6 +100,8 @@ pub struct ElmLayer {
     /// `κ_r` of the high-pass filter, if on.
     kappa_r: Option<f32>,
     mlp_names: Vec<(String, String)>,
+    /// The fused whole-sequence layer, shared with its backward op.
+    kernel: Arc<ElmKernel<f32>>,
 }
 
 /// Per-sequence dropout masks and penalty sums.
@@ -129,6 +141,7 @@ impl ElmLayer {
             return Err(PluginError::new(format!("{}: connectome index {bad} outside {} sources", spec.name, spec.input_width + n)));
         }
         let dev = device();
+        let connectome_for_kernel = connectome.clone();
         let tau = spec.tau_m();
         let kappa_m = tau.iter().map(|t| (-1.0 / t).exp() as f32).collect();
         let one_minus_kl = tau.iter().map(|t| (1.0 - (-spec.lambda / t).exp()) as f32).collect();
@@ -139,6 +152,7 @@ impl ElmLayer {
             one_minus_kappa_lambda: dev.tensor_from_vec(one_minus_kl, (spec.memory,)),
             kappa_r: spec.high_pass_tau.map(|t| (-1.0 / t).exp() as f32),
             mlp_names,
+            kernel: Arc::new(ElmKernel::new(&spec, &connectome_for_kernel)),
             spec,
         })
     }
@@ -262,30 +276,107 @@ impl RecurrentLayer for ElmLayer {
         let s = &self.spec;
         let steps = inputs.len();
         let batch = inputs.first().map(|x| x.shape().1).unwrap_or(0);
-        let dev = device();
-        let zeros = || elmlab_kernel::tensor::trace(&elmlab_kernel::tensor::matrix(&dev, vec![0.0; s.units * batch], s.units, batch));
+        // Both paths draw the masks first, in this order, so that they use the same ones.
         let dropout = ctx.training && s.dropout > 0.0;
-        let mut extras = SequenceExtras {
-            input_mask: dropout.then(|| self.mask(s.input_width, batch, &mut ctx.rng)),
-            recurrent_mask: dropout.then(|| self.mask(s.units, batch, &mut ctx.rng)),
-            abs_delta: (ctx.training && s.mlp_penalty > 0.0).then(zeros),
-            activity: (ctx.training && s.activity_penalty > 0.0).then(zeros),
+        let input_mask = dropout.then(|| self.mask(s.input_width, batch, &mut ctx.rng));
+        let recurrent_mask = dropout.then(|| self.mask(s.units, batch, &mut ctx.rng));
+        let (mlp_penalty, activity_penalty) = (ctx.training && s.mlp_penalty > 0.0, ctx.training && s.activity_penalty > 0.0);
+        let (out, abs_delta, activity) = if steps > 0 && s.path.fused_for(ctx.recorder.is_some()) {
+            let extras = ElmExtras { input_mask: input_mask.map(|m| m.as_vec()), recurrent_mask: recurrent_mask.map(|m| m.as_vec()), mlp_penalty, activity_penalty };
+            self.fused(p, inputs, state, extras)
+        } else {
+            let dev = device();
+            let zeros = || elmlab_kernel::tensor::trace(&elmlab_kernel::tensor::matrix(&dev, vec![0.0; s.units * batch], s.units, batch));
+            let mut extras = SequenceExtras { input_mask, recurrent_mask, abs_delta: mlp_penalty.then(zeros), activity: activity_penalty.then(zeros) };
+            let mut state = state;
+            let mut outputs = Vec::with_capacity(steps);
+            for x in inputs {
+                let (out, next) = self.step_with(p, ctx, x, state, &mut extras);
+                state = next;
+                outputs.push(out);
+            }
+            (SequenceOutput { outputs, state }, extras.abs_delta, extras.activity)
         };
-        let mut state = state;
-        let mut outputs = Vec::with_capacity(steps);
-        for x in inputs {
-            let (out, next) = self.step_with(p, ctx, x, state, &mut extras);
-            state = next;
-            outputs.push(out);
-        }
-        if let Some(sum) = extras.abs_delta {
+        if let Some(sum) = abs_delta {
             // mean over neurons of (mean over steps and memory units of |Δ|)², averaged over the batch
             let per_neuron = sum * (1.0 / (steps * s.memory) as f32);
             ctx.penalties.push(("mlp_magnitude".into(), per_neuron.square().mean::<(), _>() * s.mlp_penalty as f32));
         }
-        if let Some(sum) = extras.activity {
+        if let Some(sum) = activity {
             ctx.penalties.push(("activity".into(), sum.mean::<(), _>() * (s.activity_penalty / steps as f64) as f32));
         }
-        SequenceOutput { outputs, state }
+        out
     }
+}
+
+impl ElmLayer {
+    /// The whole sequence through the fused kernel, attached to the tape as one op.
+    /// Returns the layer's results and the penalty sums (`Σ|Δ|`, `Σ relu(a)`, `[N, B]`).
+    fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState, extras: ElmExtras<f32>) -> (SequenceOutput, Option<Traced>, Option<Traced>) {
+        let s = &self.spec;
+        let (n, dev) = (s.units, device());
+        let d = detach(inputs, state);
+        let batch = d.inputs[0].shape().1;
+        let (mlp_penalty, activity_penalty) = (extras.mlp_penalty, extras.activity_penalty);
+        // parameters in order: w_s, (weight, bias) per MLP layer, w_y, b
+        let mut names = vec![format!("{}.w_s", s.name)];
+        for (w, b) in &self.mlp_names {
+            names.extend([w.clone(), b.clone()]);
+        }
+        names.extend([format!("{}.w_y", s.name), format!("{}.b", s.name)]);
+        let params: Vec<Matrix> = names.iter().map(|name| p.get(name).value.clone()).collect();
+        let values: Vec<Vec<f32>> = params.iter().map(|m| m.as_vec()).collect();
+        let xs: Vec<Vec<f32>> = d.inputs.iter().map(|x| x.as_vec()).collect();
+        let [m0, e0, a0] = [0, 1, 2].map(|i| d.state[i].as_vec());
+        let kernel = self.kernel.clone();
+        let run = kernel.run(&elm_params(&view(&values)), &view(&xs), m0, e0, a0, extras);
+
+        let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
+        let m_last = matrix(&dev, run.memory(run.steps), n * s.memory, batch);
+        let e_last = matrix(&dev, run.high_pass(run.steps), n, batch);
+        let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta(), n, batch));
+        let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
+        let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
+        let (inputs, start) = (d.inputs, d.state);
+        let input_grads = s.inputs_need_grad;
+        let mut tape = d.tape;
+        tape.add_backward_op(move |grads| {
+            let d_out = keys_out.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
+            let (d_m, d_e) = (grad_of(grads, &key_m)?, grad_of(grads, &key_e)?);
+            let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
+            let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
+            let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
+            let g = kernel.backward(&elm_params(&view(&values)), &run, &up, input_grads);
+    
+            let mut param_grads = vec![&g.w_s];
+            for (w, b) in &g.mlp {
+                param_grads.extend([w, b]);
+            }
+            param_grads.extend([&g.w_y, &g.b]);
+            for (param, grad) in params.iter().zip(param_grads) {
+                add_grad(grads, param, grad)?;
+            }
+            for (x, dx) in inputs.iter().zip(&g.inputs) {
+                add_grad(grads, x, dx)?;
+            }
+            for (st, ds) in start.iter().zip([&g.m0, &g.e0, &g.a0]) {
+                add_grad(grads, st, ds)?;
+            }
+            Ok(())
+        });
+        // The last output and the state `a` are one tensor, as on the step path.
+        let a_last = outputs.last().expect("a non-empty sequence").clone();
+        let out = finish(tape, &outputs, vec![m_last, e_last, a_last]);
+        (out, abs_delta.map(|m| m.retaped::<Tape>()), activity.map(|m| m.retaped::<Tape>()))
+    }
+}
+
+fn view(v: &[Vec<f32>]) -> Vec<&[f32]> {
+    v.iter().map(|x| x.as_slice()).collect()
+}
+
+/// The kernel's view of the parameters, in the order `fused` lists them.
+fn elm_params<'a>(v: &[&'a [f32]]) -> ElmParams<'a, f32> {
+    let layers = (v.len() - 3) / 2;
+    ElmParams { w_s: v[0], mlp: (0..layers).map(|l| (v[1 + 2 * l], v[2 + 2 * l])).collect(), w_y: v[v.len() - 2], b: v[v.len() - 1] }
 }

@@ -8,6 +8,7 @@ mod tests;
 
 pub use layer::{ElmLayer, LayerSpec, MlpActivation};
 
+use crate::fused::{Path, PATH_FIELD};
 use elmlab_kernel::connectivity::{Connectivity, WiringShape};
 use elmlab_kernel::error::PluginError;
 use elmlab_kernel::neuron::{LayerPlan, NetworkShape, NeuronModel, RecurrentLayer};
@@ -33,6 +34,7 @@ static FIELDS: &[F] = &[
     F::new("dropout", K::Float { min: 0.0 }, D::Float(0.0), "variational dropout p on both layers' inputs and recurrent inputs (one mask per sequence)"),
     F::new("mlp_penalty", K::Float { min: 0.0 }, D::Float(0.0), "strength of the MLP-magnitude penalty (training.md)"),
     F::new("activity_penalty", K::Float { min: 0.0 }, D::Float(0.0), "strength of the activity penalty (training.md)"),
+    PATH_FIELD,
 ];
 
 elmlab_kernel::inventory::submit! {
@@ -86,6 +88,8 @@ fn build(s: &Settings) -> Result<Box<dyn NeuronModel>, PluginError> {
         dropout,
         mlp_penalty: s.float("mlp_penalty"),
         activity_penalty: s.float("activity_penalty"),
+        path: Path::parse(s.text("path"))?,
+        inputs_need_grad: false,
     };
     Ok(Box::new(Elm { hidden }))
 }
@@ -118,6 +122,7 @@ impl Elm {
             relu_output: false,
             mlp_penalty: 0.0,
             activity_penalty: 0.0,
+            inputs_need_grad: true,
             ..hidden.clone()
         };
         Ok((hidden, readout))

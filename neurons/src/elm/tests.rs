@@ -40,6 +40,8 @@ fn spec(v: &Value, name: &str) -> LayerSpec {
         dropout: 0.0,
         mlp_penalty: f("mlp_penalty"),
         activity_penalty: f("activity_penalty"),
+        path: crate::fused::Path::Reference,
+        inputs_need_grad: name != "hidden",
     }
 }
 

@@ -3,11 +3,15 @@
 use super::{affine, gate_blocks, gated_plan, init_gated};
 use elmlab_kernel::connectivity::Connectivity;
 use elmlab_kernel::error::PluginError;
-use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer};
+use crate::fused::lstm_kernel::{LstmForward, LstmWeights};
+use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use crate::fused::{Path, PATH_FIELD};
+use elmlab_kernel::dfdx::prelude::*;
+use elmlab_kernel::neuron::{step_by_step, ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer, SequenceOutput};
 use elmlab_kernel::params::ParamStore;
 use elmlab_kernel::registry::NeuronEntry;
 use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::tensor::{fork, Traced};
+use elmlab_kernel::tensor::{device, fork, matrix, Matrix, Traced};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -15,6 +19,7 @@ static FIELDS: &[F] = &[
     F::new("forget_bias", K::Float { min: f64::NEG_INFINITY }, D::Float(0.0), "added to the forget gate's input bias after initialisation (e.g. 1.0)"),
     F::new("init", K::Choice(&["uniform", "chrono"]), D::Text("uniform"), "chrono: forget bias log(U(1, chrono_max − 1)), input bias its negative"),
     F::new("chrono_max", K::Float { min: 2.0 }, D::Float(1000.0), "longest dependency (in steps) chrono initialisation prepares for"),
+    PATH_FIELD,
 ];
 
 elmlab_kernel::inventory::submit! {
@@ -25,10 +30,11 @@ elmlab_kernel::inventory::submit! {
 pub struct Lstm {
     pub forget_bias: f64,
     pub chrono_max: Option<f64>,
+    pub path: Path,
 }
 
 fn build(s: &Settings) -> Result<Box<dyn NeuronModel>, PluginError> {
-    Ok(Box::new(Lstm { forget_bias: s.float("forget_bias"), chrono_max: (s.text("init") == "chrono").then(|| s.float("chrono_max")) }))
+    Ok(Box::new(Lstm { forget_bias: s.float("forget_bias"), chrono_max: (s.text("init") == "chrono").then(|| s.float("chrono_max")), path: Path::parse(s.text("path"))? }))
 }
 
 impl NeuronModel for Lstm {
@@ -55,13 +61,57 @@ impl NeuronModel for Lstm {
         }
         (h..2 * h).for_each(|i| bias[i] += self.forget_bias as f32);
         store.load_values("lstm.bias_ih_l0", bias).map_err(PluginError::new)?;
-        Ok(vec![Box::new(LstmLayer { hidden: h, input: shape.input_width })])
+        Ok(vec![Box::new(LstmLayer { hidden: h, input: shape.input_width, path: self.path })])
     }
 }
 
 pub struct LstmLayer {
     hidden: usize,
     input: usize,
+    path: Path,
+}
+
+const W_IH: &str = "lstm.weight_ih_l0";
+const W_HH: &str = "lstm.weight_hh_l0";
+const B_IH: &str = "lstm.bias_ih_l0";
+const B_HH: &str = "lstm.bias_hh_l0";
+
+impl LstmLayer {
+    /// The whole sequence through the fused kernel, attached to the tape as one op.
+    fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState) -> SequenceOutput {
+        let (h, dev) = (self.hidden, device());
+        let d = detach(inputs, state);
+        let batch = d.inputs[0].shape().1;
+        let params: Vec<Matrix> = [W_IH, W_HH, B_IH, B_HH].iter().map(|n| p.get(n).value.clone()).collect();
+        let values: Vec<Vec<f32>> = params.iter().map(|m| m.as_vec()).collect();
+        let xs: Vec<Vec<f32>> = d.inputs.iter().map(|x| x.as_vec()).collect();
+        let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+        let weights = LstmWeights { w_ih: &values[0], w_hh: &values[1], b_ih: &values[2], b_hh: &values[3] };
+        let run = LstmForward::run(&weights, h, self.input, batch, &x_refs, &d.state[0].as_vec(), &d.state[1].as_vec());
+        let steps = xs.len();
+        let outputs: Vec<Matrix> = (1..=steps).map(|t| matrix(&dev, run.h(t), h, batch)).collect();
+        let c_last = matrix(&dev, run.c(steps), h, batch);
+        let (inputs, start) = (d.inputs, d.state);
+        let (outs, c_key) = (outputs.clone(), c_last.clone());
+        let mut tape = d.tape;
+        tape.add_backward_op(move |grads| {
+            let d_h = outs.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
+            let d_c = grad_of(grads, &c_key)?;
+            let weights = LstmWeights { w_ih: &values[0], w_hh: &values[1], b_ih: &values[2], b_hh: &values[3] };
+            let g = run.backward(&weights, &d_h, &d_c);
+            for (param, grad) in params.iter().zip([&g.w_ih, &g.w_hh, &g.bias, &g.bias]) {
+                add_grad(grads, param, grad)?;
+            }
+            for (x, dx) in inputs.iter().zip(&g.inputs) {
+                add_grad(grads, x, dx)?;
+            }
+            add_grad(grads, &start[0], &g.h0)?;
+            add_grad(grads, &start[1], &g.c0)
+        });
+        // The last output and the state `h` are one tensor, as on the step path.
+        let h_last = outputs.last().expect("a non-empty sequence").clone();
+        finish(tape, &outputs, vec![h_last, c_last])
+    }
 }
 
 impl RecurrentLayer for LstmLayer {
@@ -88,5 +138,12 @@ impl RecurrentLayer for LstmLayer {
         let h = o * c_out.tanh();
         let (h_state, h_out) = fork(h);
         (h_out, vec![h_state, c_state])
+    }
+
+    fn sequence(&self, p: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> SequenceOutput {
+        if inputs.is_empty() || !self.path.fused_for(ctx.recorder.is_some()) {
+            return step_by_step(self, p, ctx, inputs, state);
+        }
+        self.fused(p, inputs, state)
     }
 }

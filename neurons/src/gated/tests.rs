@@ -2,6 +2,7 @@
 //! nn.GRU + nn.Linear + cross-entropy, float64), closed-form counts, budget solving.
 
 use super::*;
+use crate::fused::Path;
 use elmlab_kernel::budget::largest_fitting;
 use elmlab_kernel::network::Network;
 use elmlab_kernel::neuron::{ForwardContext, NetworkShape, NeuronModel};
@@ -67,7 +68,7 @@ fn check(kind: &str, model: &dyn NeuronModel) {
 
 #[test]
 fn lstm_equals_pytorch() {
-    check("lstm", &Lstm { forget_bias: 0.0, chrono_max: None });
+    check("lstm", &Lstm { forget_bias: 0.0, chrono_max: None, path: Path::Reference });
 }
 
 #[test]
@@ -81,7 +82,7 @@ fn count(model: &dyn NeuronModel, units: usize, d: usize, c: usize) -> usize {
 
 #[test]
 fn closed_forms_equal_real_tensors_and_the_reference_count() {
-    let lstm = Lstm { forget_bias: 1.0, chrono_max: None };
+    let lstm = Lstm { forget_bias: 1.0, chrono_max: None, path: Path::Reference };
     assert_eq!(count(&lstm, 250, 700, 19), 956_769, "baselines.md: LSTM H = 250 on SHD-Adding");
     for (model, gates) in [(&lstm as &dyn NeuronModel, 4), (&Gru as &dyn NeuronModel, 3)] {
         for (h, d) in [(1, 1), (3, 7), (17, 5), (64, 204)] {
@@ -95,7 +96,7 @@ fn closed_forms_equal_real_tensors_and_the_reference_count() {
 
 #[test]
 fn budget_solving_picks_the_largest_width_that_fits() {
-    for model in [&Lstm { forget_bias: 0.0, chrono_max: None } as &dyn NeuronModel, &Gru] {
+    for model in [&Lstm { forget_bias: 0.0, chrono_max: None, path: Path::Reference } as &dyn NeuronModel, &Gru] {
         for budget in [5_000usize, 10_000, 77_310, 1_000_000, 3_516_748] {
             let h = largest_fitting(budget, |n| count(model, n, 700, 19)).unwrap();
             assert!(count(model, h, 700, 19) <= budget && count(model, h + 1, 700, 19) > budget, "budget {budget}: H = {h}");
@@ -107,16 +108,16 @@ fn budget_solving_picks_the_largest_width_that_fits() {
 fn forget_bias_and_chrono_initialisation() {
     let shape = NetworkShape { units: 8, input_width: 3, classes: 2, fan_in: None };
     let mut plain = ParamStore::new();
-    Lstm { forget_bias: 0.0, chrono_max: None }.build(&shape, &NoWiring, &mut plain, &mut stream(5, "i", 0)).unwrap();
+    Lstm { forget_bias: 0.0, chrono_max: None, path: Path::Reference }.build(&shape, &NoWiring, &mut plain, &mut stream(5, "i", 0)).unwrap();
     let mut shifted = ParamStore::new();
-    Lstm { forget_bias: 1.0, chrono_max: None }.build(&shape, &NoWiring, &mut shifted, &mut stream(5, "i", 0)).unwrap();
+    Lstm { forget_bias: 1.0, chrono_max: None, path: Path::Reference }.build(&shape, &NoWiring, &mut shifted, &mut stream(5, "i", 0)).unwrap();
     let (a, b) = (plain.values("lstm.bias_ih_l0"), shifted.values("lstm.bias_ih_l0"));
     for i in 0..32 {
         let expect = if (8..16).contains(&i) { a[i] + 1.0 } else { a[i] };
         assert!((b[i] - expect).abs() < 1e-6, "bias {i}");
     }
     let mut chrono = ParamStore::new();
-    Lstm { forget_bias: 0.0, chrono_max: Some(100.0) }.build(&shape, &NoWiring, &mut chrono, &mut stream(5, "i", 0)).unwrap();
+    Lstm { forget_bias: 0.0, chrono_max: Some(100.0), path: Path::Reference }.build(&shape, &NoWiring, &mut chrono, &mut stream(5, "i", 0)).unwrap();
     let (ih, hh) = (chrono.values("lstm.bias_ih_l0"), chrono.values("lstm.bias_hh_l0"));
     for u in 0..8 {
         assert!(ih[8 + u] >= 0.0 && ih[8 + u] <= (99.0f32).ln() + 1e-6, "forget bias in [0, ln 99]");

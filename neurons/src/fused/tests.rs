@@ -1,0 +1,318 @@
+//! The fused layers against the op-by-op reference (values, final states, penalties and
+//! every gradient, with dropout, carried state and reset sequences), the kernels in f64
+//! against central finite differences, and the same numbers on 1 and 2 threads.
+
+use super::lstm_kernel::{LstmForward, LstmWeights};
+use elmlab_kernel::network::{Gradients, Network, NetworkState};
+use elmlab_kernel::neuron::{ForwardContext, NetworkShape};
+use elmlab_kernel::params::ParamStore;
+use elmlab_kernel::registry::Registry;
+use elmlab_kernel::rng::stream;
+use elmlab_kernel::schema::{default_settings, Settings};
+use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use rand::Rng;
+use serde_json::{json, Value};
+
+const D: usize = 6;
+const C: usize = 4;
+const T: usize = 7;
+
+fn network(name: &str, settings: &[(&str, Value)], path: &str, units: usize) -> Network {
+    let entry = Registry::builtin().neurons.get(name).unwrap();
+    let mut m = default_settings(entry.fields).as_map().clone();
+    for (k, v) in settings {
+        m.insert(k.to_string(), v.clone());
+    }
+    m.insert("path".into(), json!(path));
+    let model = (entry.build)(&Settings::from_map(m)).unwrap();
+    let shape = NetworkShape { units, input_width: D, classes: C, fan_in: model.requested_fan_in() };
+    let mut params = ParamStore::new();
+    let mut rng = stream(11, "init", 0);
+    let layers = model.build(&shape, &crate::test_wiring::AnySource, &mut params, &mut rng).unwrap();
+    let last = layers.last().unwrap().units();
+    params.insert_uniform("output.weight", &[C, last], 0.7, &mut rng);
+    params.insert_uniform("output.bias", &[C], 0.7, &mut rng);
+    Network { layers, params, classes: C, input_width: D }
+}
+
+fn batch(seed: u64, carry: Carry, loss_at: LossAt, b: usize) -> Batch {
+    let mut rng = stream(seed, "batch", 0);
+    let inputs = (0..T * b * D).map(|_| rng.gen_range(-1.0..1.0f32)).collect();
+    let reads = if loss_at == LossAt::EveryStep { T } else { 1 };
+    let targets = (0..reads * b).map(|_| rng.gen_range(0..C)).collect();
+    Batch { steps: T, batch: b, inputs: Inputs::Dense(inputs), targets, carry }
+}
+
+/// `got` equals `want` to `rel` relative to the tensor's largest magnitude, entry by entry
+/// (`‖got − want‖∞ ≤ rel·‖want‖∞`): both paths round in f32, in different orders, so
+/// small entries that are sums of cancelling terms differ more relative to themselves.
+fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= rel * w.abs().max(scale).max(1e-30), "{what}[{i}]: fused {g} vs reference {w} (tensor scale {scale})");
+    }
+}
+
+fn state_values(s: &NetworkState) -> Vec<Vec<f32>> {
+    s.iter().flat_map(|layer| layer.iter().map(|m| m.as_vec())).collect()
+}
+
+/// Two batches (the second continues the first's state with one sequence reset), in
+/// training mode (dropout and penalties on), on both paths.
+fn train_pass(net: &Network, loss_at: LossAt, b: usize) -> (Gradients, Gradients) {
+    let first = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 0)), &batch(1, Carry::Fresh, loss_at, b), loss_at, 0.1, None);
+    let mut reset = vec![false; b];
+    reset[1] = true;
+    let second = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 1)), &batch(2, Carry::Continue { reset }, loss_at, b), loss_at, 0.1, Some(&first.final_state));
+    (first, second)
+}
+
+fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize, b: usize) {
+    let what = format!("{name} {settings:?} batch {b}");
+    let (reference, fused) = (network(name, settings, "reference", units), network(name, settings, "fused", units));
+    for loss_at in [LossAt::EveryStep, LossAt::LastStep] {
+        let (r, f) = (train_pass(&reference, loss_at, b), train_pass(&fused, loss_at, b));
+        for ((rg, fg), batch) in [(&r.0, &f.0), (&r.1, &f.1)].into_iter().zip(["first", "second"]) {
+            let at = format!("{what} {loss_at:?} {batch} batch");
+            assert_close(&format!("{at} loss"), &[fg.loss], &[rg.loss], 1e-5);
+            assert_eq!(rg.penalties.len(), fg.penalties.len(), "{at}: penalties");
+            for ((rn, rv), (fnm, fv)) in rg.penalties.iter().zip(&fg.penalties) {
+                assert_eq!(rn, fnm);
+                assert_close(&format!("{at} penalty {rn}"), &[*fv], &[*rv], 1e-5);
+            }
+            for ((rs, fs), i) in state_values(&rg.final_state).iter().zip(state_values(&fg.final_state)).zip(0..) {
+                assert_close(&format!("{at} final state {i}"), &fs, rs, 1e-5);
+            }
+            for (p, (rgr, fgr)) in reference.params.iter().zip(rg.grads.iter().zip(&fg.grads)) {
+                let want = rgr.as_vec();
+                assert!(want.iter().any(|v| *v != 0.0) || p.name.ends_with(".b"), "{at}: reference gradient of {} is all zero", p.name);
+                assert_close(&format!("{at} d/d {}", p.name), &fgr.as_vec(), &want, 1e-5);
+            }
+        }
+        // evaluation mode: logits at every step
+        let eval = batch(3, Carry::Fresh, LossAt::EveryStep, b);
+        let logits = |net: &Network| -> Vec<f32> {
+            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).logits.iter().flat_map(|l| l.as_vec()).collect()
+        };
+        assert_close(&format!("{what} eval logits"), &logits(&fused), &logits(&reference), 1e-5);
+    }
+}
+
+/// The fused path's gradients, run on a pool of `threads` threads.
+fn fused_grads_on(threads: usize, name: &str, settings: &[(&str, Value)], units: usize) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let net = network(name, settings, "fused", units);
+        let (a, b) = train_pass(&net, LossAt::EveryStep, 3);
+        a.grads.iter().chain(&b.grads).map(|g| g.as_vec()).chain([vec![a.loss, b.loss]]).collect()
+    })
+}
+
+#[test]
+fn fused_lstm_equals_reference() {
+    assert_paths_equal("lstm", &[], 5, 3);
+    assert_paths_equal("lstm", &[("forget_bias", json!(1.0))], 70, 8);
+}
+
+#[test]
+fn fused_lstm_same_numbers_on_one_and_two_threads() {
+    // 96 units: large enough for the products and the pointwise steps to split over threads
+    assert_eq!(fused_grads_on(1, "lstm", &[], 96), fused_grads_on(2, "lstm", &[], 96));
+}
+
+/// Every entry of `analytic` (the gradient of `loss` by each variable) equals the f64
+/// central difference to `tol` (relative above 1).
+fn assert_finite_differences(what: &str, vars: &[Vec<f64>], analytic: &[Vec<f64>], loss: impl Fn(&[Vec<f64>]) -> f64, tol: f64) {
+    assert_eq!(analytic.len(), vars.len(), "{what}: one gradient per variable");
+    let eps = 1e-6;
+    for (k, grad) in analytic.iter().enumerate() {
+        for j in 0..grad.len() {
+            let mut plus = vars.to_vec();
+            plus[k][j] += eps;
+            let mut minus = vars.to_vec();
+            minus[k][j] -= eps;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * eps);
+            assert!((numeric - grad[j]).abs() < tol * numeric.abs().max(1.0), "{what}: variable {k}[{j}]: backward {} vs finite difference {numeric}", grad[j]);
+        }
+    }
+}
+
+/// Central differences in f64 of `L = Σ_t r_t·h_t + s·c_T` against the kernel's backward.
+#[test]
+fn lstm_kernel_gradients_equal_finite_differences_in_f64() {
+    let (h, i, b, t) = (3usize, 2usize, 2usize, 4usize);
+    let mut rng = stream(4, "lstm-fd", 0);
+    let mut draw = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-0.8..0.8)).collect() };
+    // inputs: w_ih, w_hh, b_ih, b_hh, x_0..x_{T-1}, h0, c0
+    let mut vars: Vec<Vec<f64>> = vec![draw(4 * h * i), draw(4 * h * h), draw(4 * h), draw(4 * h)];
+    vars.extend((0..t).map(|_| draw(i * b)));
+    vars.push(draw(h * b));
+    vars.push(draw(h * b));
+    let r: Vec<Vec<f64>> = (0..t).map(|_| draw(h * b)).collect();
+    let s = draw(h * b);
+    let loss = |v: &[Vec<f64>]| -> f64 {
+        let w = LstmWeights { w_ih: &v[0], w_hh: &v[1], b_ih: &v[2], b_hh: &v[3] };
+        let xs: Vec<&[f64]> = v[4..4 + t].iter().map(|x| x.as_slice()).collect();
+        let run = LstmForward::run(&w, h, i, b, &xs, &v[4 + t], &v[5 + t]);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        (0..t).map(|k| dot(&r[k], &run.h(k + 1))).sum::<f64>() + dot(&s, &run.c(t))
+    };
+    let w = LstmWeights { w_ih: &vars[0], w_hh: &vars[1], b_ih: &vars[2], b_hh: &vars[3] };
+    let xs: Vec<&[f64]> = vars[4..4 + t].iter().map(|x| x.as_slice()).collect();
+    let g = LstmForward::run(&w, h, i, b, &xs, &vars[4 + t], &vars[5 + t]).backward(&w, &r, &s);
+    let mut analytic: Vec<Vec<f64>> = vec![g.w_ih, g.w_hh, g.bias.clone(), g.bias];
+    analytic.extend(g.inputs);
+    analytic.push(g.h0);
+    analytic.push(g.c0);
+    assert_finite_differences("lstm", &vars, &analytic, loss, 1e-8);
+}
+
+fn small_elm(extra: &[(&'static str, Value)]) -> Vec<(&'static str, Value)> {
+    let mut s = vec![
+        ("memory", json!(3)),
+        ("mlp_hidden", json!(4)),
+        ("branches", json!(3)),
+        ("synapses_per_branch", json!(2)),
+        ("tau_memory", json!([1.0, 30.0])),
+    ];
+    s.extend_from_slice(extra);
+    s
+}
+
+#[test]
+fn fused_elm_equals_reference_for_every_option() {
+    let cases: Vec<Vec<(&str, Value)>> = vec![
+        vec![],
+        vec![("mlp_layers", json!(0))],
+        vec![("mlp_layers", json!(2)), ("mlp_activation", json!("silu"))],
+        vec![("mlp_layers", json!(3)), ("mlp_activation", json!("relu"))],
+        vec![("high_pass_tau", Value::Null), ("activation", json!("identity"))],
+        vec![("dropout", json!(0.3)), ("mlp_penalty", json!(0.05)), ("activity_penalty", json!(0.1))],
+        vec![("dropout", json!(0.2)), ("mlp_penalty", json!(0.5)), ("high_pass_tau", Value::Null), ("mlp_layers", json!(2))],
+    ];
+    for extra in cases {
+        assert_paths_equal("elm", &small_elm(&extra), 5, 3);
+    }
+    // batch 8 (one block of sequences, no padding) and 10 (two blocks, padded)
+    assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.2)), ("mlp_penalty", json!(0.1))]), 6, 8);
+    assert_paths_equal("elm", &small_elm(&[("activity_penalty", json!(0.1)), ("mlp_layers", json!(2))]), 6, 10);
+    // wider: enough neurons for several parallel tasks per step
+    assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.1)), ("activity_penalty", json!(0.2)), ("mlp_penalty", json!(0.1))]), 40, 3);
+}
+
+#[test]
+fn fused_elm_same_numbers_on_one_and_two_threads() {
+    let settings = small_elm(&[("dropout", json!(0.1)), ("activity_penalty", json!(0.2)), ("mlp_penalty", json!(0.1))]);
+    assert_eq!(fused_grads_on(1, "elm", &settings, 64), fused_grads_on(2, "elm", &settings, 64));
+}
+
+/// Central differences in f64 of `L = Σ_t r_t·a_t + s·m_T + q·e_T + u·Σ|Δ| + v·Σrelu(a)`
+/// against the ELM kernel's backward, with dropout masks, both penalty sums, high-pass,
+/// a two-layer MLP and a non-zero initial state.
+#[test]
+fn elm_kernel_gradients_equal_finite_differences_in_f64() {
+    use super::elm_kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
+    use crate::elm::{LayerSpec, MlpActivation};
+    for (activation, high_pass, relu_output) in [(MlpActivation::Relu2, Some(3.0), true), (MlpActivation::Silu, None, false)] {
+        let (n, i, b, t) = (3usize, 2usize, 2usize, 4usize);
+        let spec = LayerSpec {
+            name: "hidden".into(),
+            units: n,
+            input_width: i,
+            memory: 2,
+            mlp_hidden: 3,
+            mlp_layers: 2,
+            mlp_activation: activation,
+            branches: 2,
+            synapses_per_branch: 2,
+            lambda: 5.0,
+            tau_memory: (1.0, 20.0),
+            high_pass_tau: high_pass,
+            input_scale: 2.0,
+            relu_output,
+            dropout: 0.0,
+            mlp_penalty: 0.0,
+            activity_penalty: 0.0,
+            path: super::Path::Fused,
+            inputs_need_grad: true,
+        };
+        let mut rng = stream(6, "elm-fd", 0);
+        let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..i + n)).collect();
+        let kernel = ElmKernel::<f64>::new(&spec, &connectome);
+        let mut draw = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.gen_range(-0.9..0.9)).collect() };
+        // variables: w_s, (weight, bias) × 3 layers, w_y, b, x_0..x_{T-1}, m0, e0, a0
+        let mut vars: Vec<Vec<f64>> = vec![draw(n * spec.k_c())];
+        for (o, inp) in spec.mlp_shapes() {
+            vars.push(draw(n * o * inp));
+            vars.push(draw(n * o));
+        }
+        vars.push(draw(n * spec.memory));
+        vars.push(draw(n));
+        let first_input = vars.len();
+        vars.extend((0..t).map(|_| draw(i * b)));
+        vars.extend([draw(n * spec.memory * b), draw(n * b), draw(n * b).iter().map(|v| v.abs()).collect()]);
+        let masks = (draw(i * b).iter().map(|v| if *v > -0.5 { 1.25 } else { 0.0 }).collect::<Vec<f64>>(), draw(n * b).iter().map(|v| if *v > -0.5 { 1.25 } else { 0.0 }).collect::<Vec<f64>>());
+        let (r, s_m, s_e, s_abs, s_act) = ((0..t).map(|_| draw(n * b)).collect::<Vec<_>>(), draw(n * spec.memory * b), draw(n * b), draw(n * b), draw(n * b));
+        let params = |v: &[Vec<f64>]| -> Vec<Vec<f64>> { v[..first_input].to_vec() };
+        let run = |v: &[Vec<f64>]| {
+            let p = params(v);
+            let layers = (p.len() - 3) / 2;
+            let ep = ElmParams { w_s: &p[0], mlp: (0..layers).map(|l| (p[1 + 2 * l].as_slice(), p[2 + 2 * l].as_slice())).collect(), w_y: &p[p.len() - 2], b: &p[p.len() - 1] };
+            let xs: Vec<&[f64]> = v[first_input..first_input + t].iter().map(|x| x.as_slice()).collect();
+            let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true };
+            let st = &v[first_input + t..];
+            let out = kernel.run(&ep, &xs, st[0].clone(), st[1].clone(), st[2].clone(), extras);
+            (out, p)
+        };
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        let loss = |v: &[Vec<f64>]| -> f64 {
+            let (out, _) = run(v);
+            (0..t).map(|k| dot(&r[k], &out.output(k + 1))).sum::<f64>() + dot(&s_m, &out.memory(t)) + dot(&s_e, &out.high_pass(t)) + dot(&s_abs, &out.abs_delta()) + dot(&s_act, &out.activity())
+        };
+        let (out, p) = run(&vars);
+        let layers = (p.len() - 3) / 2;
+        let ep = ElmParams { w_s: &p[0], mlp: (0..layers).map(|l| (p[1 + 2 * l].as_slice(), p[2 + 2 * l].as_slice())).collect(), w_y: &p[p.len() - 2], b: &p[p.len() - 1] };
+        let up = ElmUpstream { outputs: &r, m_last: &s_m, e_last: &s_e, abs_delta: Some(&s_abs), activity: Some(&s_act) };
+        let g = kernel.backward(&ep, &out, &up, true);
+        let mut analytic = vec![g.w_s];
+        for (w, bias) in g.mlp {
+            analytic.extend([w, bias]);
+        }
+        analytic.extend([g.w_y, g.b]);
+        analytic.extend(g.inputs);
+        analytic.extend([g.m0, g.e0, g.a0]);
+        assert_finite_differences(&format!("elm {activation:?}"), &vars, &analytic, loss, 1e-7);
+    }
+}
+
+/// The f32 kernels' `tanh` (one `exp`, series near zero) against f64 `tanh`.
+#[test]
+fn fast_f32_tanh_is_within_f32_rounding_of_tanh() {
+    use super::Real;
+    let (mut worst_abs, mut worst_rel) = (0.0f64, 0.0f64);
+    for i in -400_000..=400_000 {
+        let x = i as f32 * 5e-5; // [-20, 20]
+        let (got, want) = (Real::tanh(x) as f64, (x as f64).tanh());
+        worst_abs = worst_abs.max((got - want).abs());
+        if want != 0.0 {
+            worst_rel = worst_rel.max(((got - want) / want).abs());
+        }
+    }
+    assert!(worst_abs < 2e-7 && worst_rel < 2e-6, "abs {worst_abs:e}, rel {worst_rel:e}");
+}
+
+/// The f32 kernels' `exp` (a polynomial that vectorises) against f64 `exp`.
+#[test]
+fn fast_f32_exp_is_within_f32_rounding_of_exp() {
+    use super::Real;
+    let mut worst = 0.0f64;
+    for i in -870_000..=880_000 {
+        let x = i as f32 * 1e-4; // [-87, 88]
+        let (got, want) = (Real::exp(x) as f64, (x as f64).exp());
+        worst = worst.max(((got - want) / want).abs());
+    }
+    assert!(worst < 3e-7, "relative error {worst:e}");
+    assert_eq!(Real::exp(-200.0f32), Real::exp(-87.0f32));
+    assert!(Real::exp(200.0f32).is_finite());
+}
