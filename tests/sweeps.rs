@@ -328,7 +328,7 @@ fn the_ready_sweeps_plan_within_their_budgets() {
     let tmp = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/sweeps");
     for (file, runs, budgets) in [
-        ("quick.ron", 10, vec![5000]),
+        ("quick.ron", 20, vec![5000, 10000]),
         ("shd_adding_number_vs_complexity.ron", 27, vec![69000]),
         ("enwik8_number_vs_complexity.ron", 8, vec![3280000]),
         ("shd_adding_budget_scaling.ron", 40, vec![8000, 25000, 80000, 250000, 800000]),

@@ -185,7 +185,9 @@ impl Chart {
         }
         for m in &self.marks {
             let (x, y) = (px(m.x), py(m.y));
-            let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="9" fill="none" stroke="black" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#, x + 11.0, y - 11.0, esc(&m.label));
+            // Labels of points in the right half go to their left, clear of the legend.
+            let (lx, anchor) = if x > LEFT + 0.6 * pw { (x - 11.0, "end") } else { (x + 11.0, "start") };
+            let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="9" fill="none" stroke="black" stroke-width="2"/><text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}">{}</text>"#, y - 11.0, esc(&m.label));
         }
         if let Some(note) = &self.note {
             for (i, line) in note.lines().enumerate() {
