@@ -143,14 +143,10 @@ fn fit_from(model: &dyn TradeoffModel, data: &[Observation], fixed: &[(usize, f6
             let candidate: Vec<f64> = u.iter().zip(&step).map(|(a, b)| a + b).collect();
             let s = ssr(&residuals(&full(&candidate, &theta)));
             if s.is_finite() && s < current {
-                let gain = (current - s) / current.max(1e-300);
                 u = candidate;
                 current = s;
                 lambda = (lambda / 3.0).max(1e-12);
                 improved = true;
-                if gain < 1e-12 {
-                    break;
-                }
                 break;
             }
             lambda *= 4.0;

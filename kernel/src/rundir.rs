@@ -16,6 +16,24 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// See [`RunDir::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    Finished,
+    Unfinished,
+    Missing,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Finished => "finished",
+            RunState::Unfinished => "unfinished",
+            RunState::Missing => "missing",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub path: PathBuf,
@@ -62,6 +80,18 @@ impl RunDir {
     }
     pub fn best_dir(&self) -> PathBuf {
         self.path.join("best")
+    }
+
+    /// Where the run stands: finished (a summary), unfinished (a checkpoint to resume
+    /// from), or missing (never started, or stopped before its first checkpoint).
+    pub fn state(&self) -> RunState {
+        if self.summary_path().is_file() {
+            RunState::Finished
+        } else if self.checkpoints_dir().join("latest").is_file() {
+            RunState::Unfinished
+        } else {
+            RunState::Missing
+        }
     }
 
     /// The newest complete checkpoint, if any.

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use elmlab_kernel::config::{Node, ResolvedConfig};
 use elmlab_kernel::registry::Registry;
+use elmlab_kernel::rundir::{RunDir, RunState};
 use crate::plot::results::mean_sd;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -107,7 +108,8 @@ fn plan(path: &Path, registry: &Registry) -> Result<(String, PathBuf, Vec<Planne
 
 /// Trains one run in a child process: skipped when finished, resumed when started.
 fn execute(run: &Planned) -> Result<()> {
-    if run.dir.join("summary.json").is_file() {
+    let state = RunDir { path: run.dir.clone() }.state();
+    if state == RunState::Finished {
         tracing::info!(run = %run.dir.display(), "finished earlier; skipped");
         return Ok(());
     }
@@ -117,7 +119,7 @@ fn execute(run: &Planned) -> Result<()> {
     for lib in elmlab_kernel::plugin::loaded_libraries() {
         cmd.arg("--plugin").arg(lib);
     }
-    if run.dir.join("checkpoints/latest").is_file() {
+    if state == RunState::Unfinished {
         tracing::info!(run = %run.dir.display(), "resuming");
         cmd.args(["train", "--resume"]).arg(&run.dir);
     } else {

@@ -128,9 +128,7 @@ pub fn run(a: FitArgs) -> Result<i32> {
         let mut groups: BTreeMap<String, BTreeMap<String, (f64, Vec<f64>)>> = BTreeMap::new();
         for row in &r.rows {
             let k_e = Results::num(row, "k_e");
-            // Zero-padded so budgets sort by size.
-            let budget = row.get("budget").and_then(|b| b.parse::<f64>().ok()).map(|b| format!("{b:020.3}")).unwrap_or_default();
-            groups.entry(budget).or_default().entry(format!("{k_e:016.3}")).or_insert((k_e, Vec::new())).1.push(Results::num(row, a.metric));
+            groups.entry(Results::budget_key(row)).or_default().entry(format!("{k_e:016.3}")).or_insert((k_e, Vec::new())).1.push(Results::num(row, a.metric));
         }
         for (budget, pts) in &groups {
             let p: f64 = budget.parse().unwrap_or_else(|_| mean_sd(&r.rows.iter().map(|row| Results::num(row, "params")).collect::<Vec<_>>()).0);

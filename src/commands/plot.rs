@@ -48,9 +48,7 @@ fn group_by_x(r: &Results, x: &str, metric: &str) -> BTreeMap<String, Vec<(f64, 
         if !xv.is_finite() || !m.is_finite() {
             continue;
         }
-        // Zero-padded so budgets sort by size.
-        let budget = row.get("budget").and_then(|b| b.parse::<f64>().ok()).map(|b| format!("{b:020.3}")).unwrap_or_default();
-        let e = raw.entry(budget).or_default().entry(format!("{xv:020.6}")).or_insert((xv, Vec::new(), Vec::new()));
+        let e = raw.entry(Results::budget_key(row)).or_default().entry(format!("{xv:020.6}")).or_insert((xv, Vec::new(), Vec::new()));
         e.1.push(m);
         e.2.push(Results::num(row, "units"));
     }

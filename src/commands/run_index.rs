@@ -4,10 +4,10 @@
 //! `SLURM_ARRAY_TASK_ID`, and the job and task ids are recorded in the run's summary.
 
 use crate::sweep::lock::RunLock;
-use crate::sweep::manifest::{run_state, Manifest, RunState};
+use crate::sweep::manifest::Manifest;
 use anyhow::{Context, Result};
 use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::write_atomic;
+use elmlab_kernel::rundir::{write_atomic, RunState};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -35,13 +35,12 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
     let manifest = Manifest::read(manifest)?;
     let entry = manifest.entry(index)?.clone();
     let dir = manifest.run_dir(&entry);
-    let runs = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-    let Some(_lock) = RunLock::try_acquire(&runs.join(format!("{}.lock", entry.id)))? else {
+    let Some(_lock) = RunLock::try_acquire(&manifest.lock_path(&entry))? else {
         println!("run {index} ({}) is being trained by another process; skipped", entry.id);
         return Ok(0);
     };
-    let failed_marker = runs.join(format!("{}.failed", entry.id));
-    let code = match run_state(&dir) {
+    let failed_marker = manifest.failure_path(&entry);
+    let code = match manifest.run_state(&entry) {
         RunState::Finished => {
             println!("run {index} ({}) finished earlier; skipped", entry.id);
             return Ok(0);
@@ -53,13 +52,13 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
                 std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
             }
             let config = manifest.dir().join("configs").join(format!("{}.ron", entry.id));
-            std::fs::create_dir_all(config.parent().unwrap_or(&runs))?;
+            std::fs::create_dir_all(manifest.dir().join("configs"))?;
             write_atomic(&config, entry.config.as_bytes())?;
             super::train::run(registry, Some(config), Vec::new(), Some(dir.clone()), None, None, Vec::new())
         }
     };
     match code {
-        Ok(0) if run_state(&dir) == RunState::Finished => {
+        Ok(0) if manifest.run_state(&entry) == RunState::Finished => {
             let _ = std::fs::remove_file(&failed_marker);
             if let Some(ids) = slurm_ids() {
                 let path = dir.join("summary.json");

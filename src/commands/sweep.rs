@@ -2,13 +2,13 @@
 
 use crate::cli::SweepCommand;
 use crate::sweep::collect::collect;
-use crate::sweep::manifest::{index_ranges, parse_index_ranges, run_state, Manifest, RunState, MANIFEST};
+use crate::sweep::manifest::{index_ranges, parse_index_ranges, Manifest, MANIFEST};
 use crate::sweep::slurm::{array_script, collect_script, sbatch, SlurmOptions};
 use crate::sweep::spec::SweepSpec;
 use crate::sweep::{local, plan};
 use anyhow::{bail, Context, Result};
 use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::write_atomic;
+use elmlab_kernel::rundir::{write_atomic, RunState};
 use std::path::{Path, PathBuf};
 
 pub fn run(registry: &Registry, command: SweepCommand) -> Result<i32> {
@@ -73,7 +73,7 @@ fn submit_cmd(manifest_path: &Path, options: &SlurmOptions, indices: Option<&str
             }
             idx
         }
-        None => manifest.entries.iter().filter(|e| run_state(&manifest.run_dir(e)) != RunState::Finished).map(|e| e.index).collect(),
+        None => manifest.entries.iter().filter(|e| manifest.run_state(e) != RunState::Finished).map(|e| e.index).collect(),
     };
     if indices.is_empty() {
         println!("every run of {} is finished; nothing to submit (`elmlab sweep collect {}` writes the table)", manifest.path.display(), manifest.dir().display());

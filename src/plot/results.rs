@@ -42,6 +42,11 @@ impl Results {
         row.get(column).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
     }
 
+    /// A row's budget as a key that sorts by size (zero-padded); empty without a budget.
+    pub fn budget_key(row: &HashMap<String, String>) -> String {
+        row.get("budget").and_then(|b| b.parse::<f64>().ok()).map(|b| format!("{b:020.3}")).unwrap_or_default()
+    }
+
     /// Whether larger values of `metric` are better (accuracies), judged by the
     /// selection metric's name in the table.
     pub fn higher_is_better(&self, metric: &str) -> bool {

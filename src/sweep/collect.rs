@@ -2,7 +2,8 @@
 //! accounting, final and best metrics, speed, Slurm ids — and the indices still
 //! missing or failed, ready to resubmit.
 
-use super::manifest::{index_ranges, run_state, Manifest, RunState};
+use super::manifest::{index_ranges, Manifest};
+use elmlab_kernel::rundir::RunState;
 use anyhow::{Context, Result};
 use elmlab_kernel::config::ResolvedConfig;
 use elmlab_kernel::registry::Registry;
@@ -50,8 +51,8 @@ pub fn collect(manifest: &Manifest, registry: &Registry) -> Result<Collected> {
     let mut finished = 0;
     for e in &manifest.entries {
         let dir = manifest.run_dir(e);
-        let state = run_state(&dir);
-        let failure = std::fs::read_to_string(dir.with_extension("failed")).ok().map(|s| s.trim().to_string());
+        let state = manifest.run_state(e);
+        let failure = std::fs::read_to_string(manifest.failure_path(e)).ok().map(|s| s.trim().to_string());
         let status = match (state, &failure) {
             (RunState::Finished, _) => "finished",
             (_, Some(_)) => "failed",

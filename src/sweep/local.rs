@@ -3,7 +3,8 @@
 //! Idempotent: finished runs are skipped and unfinished ones resumed by `run-index`.
 //! Ctrl-C or SIGTERM stops the children at their next step with a checkpoint.
 
-use super::manifest::{run_state, Manifest, RunState};
+use super::manifest::Manifest;
+use elmlab_kernel::rundir::RunState;
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub fn run(manifest: &Manifest, jobs: usize) -> Result<Outcome> {
     }
     let logs = manifest.dir().join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let pending: Vec<usize> = manifest.entries.iter().filter(|e| run_state(&manifest.run_dir(e)) != RunState::Finished).map(|e| e.index).collect();
+    let pending: Vec<usize> = manifest.entries.iter().filter(|e| manifest.run_state(e) != RunState::Finished).map(|e| e.index).collect();
     let skipped = manifest.entries.len() - pending.len();
     if skipped > 0 {
         println!("{skipped} of {} runs finished earlier; skipped", manifest.entries.len());

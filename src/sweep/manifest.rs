@@ -4,6 +4,7 @@
 //! live beside it in `runs/<id>`.
 
 use anyhow::{bail, Context, Result};
+use elmlab_kernel::rundir::{RunDir, RunState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -74,38 +75,23 @@ impl Manifest {
         self.dir().join("runs").join(&entry.id)
     }
 
+    /// Where the entry's run stands.
+    pub fn run_state(&self, entry: &Entry) -> RunState {
+        RunDir { path: self.run_dir(entry) }.state()
+    }
+
+    /// Beside the run directory: the lock held while a process trains it.
+    pub fn lock_path(&self, entry: &Entry) -> PathBuf {
+        self.dir().join("runs").join(format!("{}.lock", entry.id))
+    }
+
+    /// Beside the run directory: the error of its last failed attempt.
+    pub fn failure_path(&self, entry: &Entry) -> PathBuf {
+        self.dir().join("runs").join(format!("{}.failed", entry.id))
+    }
+
     pub fn entry(&self, index: usize) -> Result<&Entry> {
         self.entries.get(index).with_context(|| format!("index {index} is outside the manifest {} (0..{})", self.path.display(), self.entries.len()))
-    }
-}
-
-/// Where a run stands, read from its directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunState {
-    Finished,
-    /// Has a checkpoint to resume from.
-    Unfinished,
-    /// Never started, or started without reaching a checkpoint.
-    Missing,
-}
-
-pub fn run_state(dir: &Path) -> RunState {
-    if dir.join("summary.json").is_file() {
-        RunState::Finished
-    } else if dir.join("checkpoints/latest").is_file() {
-        RunState::Unfinished
-    } else {
-        RunState::Missing
-    }
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Finished => "finished",
-            RunState::Unfinished => "unfinished",
-            RunState::Missing => "missing",
-        }
     }
 }
 

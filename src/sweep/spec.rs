@@ -76,8 +76,7 @@ fn axis_values(axis: &Node, key: &str) -> Result<Vec<Node>> {
     let values = match forms[0] {
         "values" => match axis.get("values") {
             Some(Node::List(items)) => items.clone(),
-            Some(other) => bail!("axis `{key}`: `values` must be a list, got {}", other.brief()),
-            None => unreachable!(),
+            other => bail!("axis `{key}`: `values` must be a list, got {}", other.map_or("nothing".into(), Node::brief)),
         },
         "range" => {
             let r = axis.get("range").context("range")?;
