@@ -9,6 +9,7 @@ pub mod connectivity;
 pub mod device;
 pub mod error;
 pub mod fit;
+pub mod host_op;
 pub mod network;
 pub mod neuron;
 pub mod optim;

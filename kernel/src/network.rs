@@ -1,6 +1,7 @@
 //! Model assembly and the forward pass: input encoding → the neuron model's recurrent
 //! layers → a dense output map to class logits, with exact parameter accounting.
 
+use crate::host_op;
 use crate::plugin::ids::bridge;
 use crate::budget::largest_fitting;
 use crate::config::ModelConfig;
@@ -154,11 +155,27 @@ pub type NetworkState = Vec<Vec<Matrix>>;
 
 /// Logits at the read steps plus the histories the loss must absorb.
 pub struct ForwardPass {
-    /// `[classes, batch]` per read step.
+    /// Logits `[classes, columns]`, the read positions step-major (column `t·B + s` is
+    /// sequence `s` at read step `t`): one matrix per read step, or one for all of them.
     pub logits: Vec<Traced>,
     /// The state after the last step, detached (no gradient flows back through it).
     pub final_state: NetworkState,
     leftovers: Vec<Traced>,
+}
+
+impl ForwardPass {
+    /// The logits of each read step, `[classes, batch]` each, however they are laid out.
+    pub fn step_logits(&self, batch: usize) -> Vec<Vec<f32>> {
+        let mut steps = Vec::new();
+        for logits in &self.logits {
+            let (classes, columns) = *logits.shape();
+            let values = logits.as_vec();
+            for first in (0..columns).step_by(batch.max(1)) {
+                steps.push((0..classes).flat_map(|c| values[c * columns + first..][..batch].iter().copied()).collect());
+            }
+        }
+        steps
+    }
 }
 
 /// Per-batch numbers the trainer aggregates.
@@ -254,16 +271,24 @@ impl Network {
             LossAt::LastStep => xs.pop().into_iter().collect(),
             LossAt::EveryStep => xs,
         };
-        let logits: Vec<Traced> = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
-        for l in &logits {
-            ctx.record("logits", &[self.classes], l);
-        }
+        let logits: Vec<Traced> = if read.len() > 1 && host_op::AVAILABLE && ctx.recorder.is_none() {
+            // every read step through one product and one loss (one op each instead of one per step)
+            let columns = read.len() * batch.batch;
+            vec![self.output_map(host_op::concat_columns(read), columns)]
+        } else {
+            let logits: Vec<Traced> = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
+            for l in &logits {
+                ctx.record("logits", &[self.classes], l);
+            }
+            logits
+        };
         ForwardPass { logits, final_state, leftovers }
     }
 
-    fn output_map(&self, a: Traced, batch: usize) -> Traced {
+    /// Logits `[classes, columns]` of activations `a` (`[units, columns]`).
+    fn output_map(&self, a: Traced, columns: usize) -> Traced {
         let w = self.params.traced("output.weight");
-        let bias = self.params.traced_vector("output.bias").broadcast_like::<(usize, usize), Axis<1>>(&(self.classes, batch));
+        let bias = self.params.traced_vector("output.bias").broadcast_like::<(usize, usize), Axis<1>>(&(self.classes, columns));
         w.matmul(a) + bias
     }
 }
@@ -271,29 +296,23 @@ impl Network {
 /// Cross-entropy with label smoothing over all read positions (mean), plus unsmoothed
 /// statistics for the metrics. `targets` are ordered like the logits: step-major.
 pub fn cross_entropy(pass: ForwardPass, targets: &[usize], classes: usize, smoothing: f64) -> (TracedScalar, BatchStats) {
-    let dev = device();
     let mut stats = BatchStats::default();
     let mut total: Option<TracedScalar> = None;
-    let batch = targets.len() / pass.logits.len().max(1);
     let count = targets.len() as f32;
-    for (t, logits) in pass.logits.into_iter().enumerate() {
-        let tgt = &targets[t * batch..(t + 1) * batch];
-        let values = logits.as_vec();
-        for (s, &y) in tgt.iter().enumerate() {
-            let column: Vec<f64> = (0..classes).map(|c| values[c * batch + s] as f64).collect();
-            let max = column.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let lse = max + column.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            stats.nats += lse - column[y];
-            let argmax = column.iter().enumerate().fold(0, |best, (i, v)| if *v > column[best] { i } else { best });
-            stats.correct += (argmax == y) as u64;
-            stats.count += 1;
-        }
-        let mut soft = vec![(smoothing / classes as f64) as f32; classes * batch];
-        for (s, &y) in tgt.iter().enumerate() {
-            soft[y * batch + s] += (1.0 - smoothing) as f32;
-        }
-        let soft = matrix(&dev, soft, classes, batch);
-        let term = (logits.log_softmax::<Axis<0>>() * soft).sum::<(), _>() * (-1.0 / count);
+    let mut offset = 0;
+    for logits in pass.logits {
+        let columns = logits.shape().1;
+        let tgt = &targets[offset..offset + columns];
+        offset += columns;
+        let term = if host_op::AVAILABLE {
+            let (term, hits) = host_op::softmax_cross_entropy(logits, tgt, smoothing, count as f64);
+            stats.nats += hits.nats;
+            stats.correct += hits.correct;
+            stats.count += columns as u64;
+            term
+        } else {
+            tensor_cross_entropy(logits, tgt, classes, smoothing, count, &mut stats)
+        };
         total = Some(match total {
             None => term,
             Some(acc) => acc + term,
@@ -304,6 +323,27 @@ pub fn cross_entropy(pass: ForwardPass, targets: &[usize], classes: usize, smoot
         loss = absorb(loss, state);
     }
     (loss, stats)
+}
+
+/// One logits matrix's share of [`cross_entropy`] in dfdx ops (any device).
+fn tensor_cross_entropy(logits: Traced, tgt: &[usize], classes: usize, smoothing: f64, count: f32, stats: &mut BatchStats) -> TracedScalar {
+    let columns = logits.shape().1;
+    let values = logits.as_vec();
+    for (s, &y) in tgt.iter().enumerate() {
+        let column: Vec<f64> = (0..classes).map(|c| values[c * columns + s] as f64).collect();
+        let max = column.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + column.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        stats.nats += lse - column[y];
+        let argmax = column.iter().enumerate().fold(0, |best, (i, v)| if *v > column[best] { i } else { best });
+        stats.correct += (argmax == y) as u64;
+        stats.count += 1;
+    }
+    let mut soft = vec![(smoothing / classes as f64) as f32; classes * columns];
+    for (s, &y) in tgt.iter().enumerate() {
+        soft[y * columns + s] += (1.0 - smoothing) as f32;
+    }
+    let soft = matrix(&device(), soft, classes, columns);
+    (logits.log_softmax::<Axis<0>>() * soft).sum::<(), _>() * (-1.0 / count)
 }
 
 /// The result of one forward and backward pass.
@@ -398,5 +438,24 @@ mod tests {
         assert!((stats.nats - plain).abs() < 1e-5);
         // argmax of sequence 0 is class 0 (target 2), of sequence 1 class 1 (target 1)
         assert_eq!((stats.correct, stats.count), (1, 2));
+    }
+
+    /// The host loss (used on the CPU) and the dfdx-ops loss (used on CUDA) agree.
+    #[test]
+    fn host_and_tensor_cross_entropy_agree() {
+        let dev = device();
+        let (classes, columns) = (5, 7);
+        let values: Vec<f32> = (0..classes * columns).map(|i| ((i * 37) % 23) as f32 / 4.0 - 2.5).collect();
+        let targets: Vec<usize> = (0..columns).map(|s| (s * 3) % classes).collect();
+        let logits = matrix(&dev, values, classes, columns);
+        let (host, hits) = host_op::softmax_cross_entropy(trace(&logits), &targets, 0.1, 9.0);
+        let mut stats = BatchStats::default();
+        let tensor = tensor_cross_entropy(trace(&logits), &targets, classes, 0.1, 9.0, &mut stats);
+        assert!((host.array() - tensor.array()).abs() < 1e-6, "{} vs {}", host.array(), tensor.array());
+        assert!((hits.nats - stats.nats).abs() < 1e-9 && hits.correct == stats.correct);
+        let (gh, gt) = (host.backward().get(&logits).as_vec(), tensor.backward().get(&logits).as_vec());
+        for (a, b) in gh.iter().zip(&gt) {
+            assert!((a - b).abs() < 1e-6, "{gh:?} vs {gt:?}");
+        }
     }
 }

@@ -120,6 +120,11 @@ impl ParamStore {
         &self.params[i]
     }
 
+    /// The value of parameter `i`, to change in place (same shape).
+    pub fn value_mut(&mut self, i: usize) -> &mut Matrix {
+        &mut self.params[i].value
+    }
+
     /// Values of one parameter, row-major.
     pub fn values(&self, name: &str) -> Vec<f32> {
         self.get(name).value.as_vec()

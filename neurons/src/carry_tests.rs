@@ -54,7 +54,7 @@ fn logits(net: &Network, b: &Batch, carried: Option<&NetworkState>) -> (Vec<f32>
     let mut ctx = ForwardContext::new(false, stream(0, "f", 0));
     let mut pass = net.forward(&mut ctx, b, LossAt::EveryStep, carried);
     let state = std::mem::take(&mut pass.final_state);
-    (pass.logits.iter().flat_map(|l| l.as_vec()).collect(), state)
+    (pass.step_logits(b.batch).concat(), state)
 }
 
 #[test]

@@ -79,8 +79,7 @@ fn check_fixture(name: &str) {
     // forward: logits at every step (read every step for the comparison)
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
     let pass = network.forward(&mut ctx, &b, LossAt::EveryStep, None);
-    for (t, logits) in pass.logits.iter().enumerate() {
-        let got = logits.as_vec();
+    for (t, got) in pass.step_logits(batch).iter().enumerate() {
         for c in 0..classes {
             for s in 0..batch {
                 let want = expected["logits"][t][c][s].as_f64().unwrap();

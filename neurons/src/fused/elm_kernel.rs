@@ -56,28 +56,13 @@ fn blocks_mut<F>(v: &mut [F]) -> &mut [[F; LANES]] {
     v.as_chunks_mut::<LANES>().0
 }
 
-/// `acc += a·x` (two roundings), for code outside the AVX2 and FMA builds.
-#[inline(always)]
-fn add_scaled<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
-    for l in 0..LANES {
-        acc[l] += a * x[l];
-    }
-}
-
-/// `acc += a·x`, fused (one rounding). Only inside the per-neuron functions, which run
-/// compiled for AVX2 and FMA (elsewhere `mul_add` would be a slow library call).
+/// `acc += a·x`, fused (one rounding). Only inside functions compiled for AVX2 and FMA
+/// where the CPU has them (elsewhere `mul_add` is a slow library call, rounding the same).
 #[inline(always)]
 fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
     for l in 0..LANES {
         acc[l] = a.mul_add(x[l], acc[l]);
     }
-}
-
-/// `Σ x ⊙ y` over one block, in a fixed pairwise order.
-#[inline(always)]
-fn dot8<F: Real>(x: &[F; LANES], y: &[F; LANES]) -> F {
-    let p: [F; LANES] = std::array::from_fn(|l| x[l] * y[l]);
-    ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]))
 }
 
 /// Rows `r0..r0+R` of one MLP layer for one block of sequences: `out = W·in + bias`,
@@ -98,6 +83,19 @@ fn affine_rows<F: Real, const R: usize>(r0: usize, inputs: usize, w: &[F], bias:
 }
 
 
+/// `d_in[c0..c0+C] = Σ_r w[r, c]·d_out[r]` for one block of sequences, `r` in order.
+#[inline(always)]
+fn input_grads<F: Real, const C: usize>(c0: usize, inputs: usize, outputs: usize, w: &[F], d_out: &[[F; LANES]], d_in: &mut [[F; LANES]]) {
+    let mut acc = [[F::zero(); LANES]; C];
+    for r in 0..outputs {
+        let dv = d_out[r];
+        for cc in 0..C {
+            fma(&mut acc[cc], w[r * inputs + c0 + cc], &dv);
+        }
+    }
+    d_in[c0..c0 + C].copy_from_slice(&acc);
+}
+
 /// The layer's fixed configuration in the kernel's scalar type.
 pub struct ElmKernel<F> {
     pub units: usize,
@@ -113,14 +111,15 @@ pub struct ElmKernel<F> {
     kappa_m: Vec<F>,
     one_minus_kappa_lambda: Vec<F>,
     kappa_r: Option<F>,
-    /// The connectome `[N, k_c]` into `[inputs ; previous outputs]`.
-    connectome: Vec<usize>,
+    /// The connectome `[N, k_c]` into `[inputs ; previous outputs]` (32-bit: it is read
+    /// at every step of every pass, and half the bytes is half the traffic).
+    connectome: Vec<u32>,
     /// For each source `j`, the synapses `n·k_c + k` that read it, in ascending order
     /// (`inverse[inverse_start[j]..inverse_start[j + 1]]`).
     inverse_start: Vec<usize>,
     inverse: Vec<usize>,
     /// For each synapse `n·k_c + k`, the row `n·branches + k / synapses` of its branch.
-    branch_of: Vec<usize>,
+    branch_of: Vec<u32>,
 }
 
 /// The trainable parameters, laid out as in the parameter store.
@@ -261,10 +260,10 @@ impl<F: Real> ElmKernel<F> {
             kappa_m: tau.iter().map(|t| F::of((-1.0 / t).exp())).collect(),
             one_minus_kappa_lambda: tau.iter().map(|t| F::of(1.0 - (-spec.lambda / t).exp())).collect(),
             kappa_r: spec.high_pass_tau.map(|t| F::of((-1.0 / t).exp())),
-            connectome: connectome.to_vec(),
+            connectome: connectome.iter().map(|&j| u32::try_from(j).expect("fewer than 2³² sources")).collect(),
             inverse_start,
             inverse,
-            branch_of: (0..connectome.len()).map(|syn| syn / spec.k_c() * spec.branches + syn % spec.k_c() / spec.synapses_per_branch).collect(),
+            branch_of: (0..connectome.len()).map(|syn| (syn / spec.k_c() * spec.branches + syn % spec.k_c() / spec.synapses_per_branch) as u32).collect(),
         }
     }
 
@@ -331,10 +330,27 @@ impl<F: Real> ElmKernel<F> {
             // 1. branch integration; 2. decay; together the MLP's input z = [β ; m̃]
             let z = blocks_mut(&mut s.layer_in[0]);
             for br in 0..self.branches {
-                // four accumulators, so that the additions do not wait on each other
+                // four accumulators (synapse q into q mod 4), so that the additions do not
+                // wait on each other; unrolled by hand so that they stay in registers
+                let range = br * self.synapses..(br + 1) * self.synapses;
+                let (w, idx) = (&w_s[range.clone()], &idx[range]);
                 let mut acc = [[F::zero(); LANES]; 4];
-                for (q, k) in (br * self.synapses..(br + 1) * self.synapses).enumerate() {
-                    fma(&mut acc[q % 4], w_s[k], &src[idx[k] * nb + lb]);
+                let mut q = 0;
+                while q + 4 <= w.len() {
+                    for u in 0..4 {
+                        fma(&mut acc[u], w[q + u], &src[idx[q + u] as usize * nb + lb]);
+                    }
+                    q += 4;
+                }
+                let rest = w.len() - q;
+                if rest > 0 {
+                    fma(&mut acc[0], w[q], &src[idx[q] as usize * nb + lb]);
+                }
+                if rest > 1 {
+                    fma(&mut acc[1], w[q + 1], &src[idx[q + 1] as usize * nb + lb]);
+                }
+                if rest > 2 {
+                    fma(&mut acc[2], w[q + 2], &src[idx[q + 2] as usize * nb + lb]);
                 }
                 z[br * nb + lb] = std::array::from_fn(|l| ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * self.input_scale);
             }
@@ -346,14 +362,23 @@ impl<F: Real> ElmKernel<F> {
                 let (w, bias) = p.mlp[l];
                 let (w, bias) = (&w[n * o * i..(n + 1) * o * i], &bias[n * o..(n + 1) * o]);
                 let (ins, outs) = (blocks(&s.layer_in[l]), blocks_mut(&mut s.layer_out[l]));
+                // eight rows at a time: eight independent chains of multiply-adds keep both
+                // FMA units busy (four were bound by the FMA latency)
                 let mut r0 = 0;
-                while r0 + 4 <= o {
-                    affine_rows::<F, 4>(r0, i, w, bias, ins, outs, nb, lb);
-                    r0 += 4;
+                while r0 + 8 <= o {
+                    affine_rows::<F, 8>(r0, i, w, bias, ins, outs, nb, lb);
+                    r0 += 8;
                 }
-                while r0 < o {
-                    affine_rows::<F, 1>(r0, i, w, bias, ins, outs, nb, lb);
-                    r0 += 1;
+                // the last rows in one block, so that they too run as independent chains
+                match o - r0 {
+                    1 => affine_rows::<F, 1>(r0, i, w, bias, ins, outs, nb, lb),
+                    2 => affine_rows::<F, 2>(r0, i, w, bias, ins, outs, nb, lb),
+                    3 => affine_rows::<F, 3>(r0, i, w, bias, ins, outs, nb, lb),
+                    4 => affine_rows::<F, 4>(r0, i, w, bias, ins, outs, nb, lb),
+                    5 => affine_rows::<F, 5>(r0, i, w, bias, ins, outs, nb, lb),
+                    6 => affine_rows::<F, 6>(r0, i, w, bias, ins, outs, nb, lb),
+                    7 => affine_rows::<F, 7>(r0, i, w, bias, ins, outs, nb, lb),
+                    _ => {}
                 }
                 if l < last {
                     let (outs, next) = (blocks(&s.layer_out[l]), blocks_mut(&mut s.layer_in[l + 1]));
@@ -512,8 +537,11 @@ impl<F: Real> ElmKernel<F> {
         // per neuron and branch, the gradient of the branch sum β: `[N, branches, B]`
         let mut d_beta = vec![F::zero(); n * self.branches * batch];
         // the synapses in the order the sources gather them: scaled weight and branch row
-        let gather: Vec<(F, usize)> = self.inverse.iter().map(|&syn| (p.w_s[syn] * self.input_scale, self.branch_of[syn])).collect();
+        let gather: Vec<(F, u32)> = self.inverse.iter().map(|&syn| (p.w_s[syn] * self.input_scale, self.branch_of[syn])).collect();
         let mut d_inputs = vec![Vec::new(); if input_grads { run.steps } else { 0 }];
+        // the steps whose branch gradients and sources wait for the synapse-weight gradients
+        let chunk = self.w_s_chunk(batch);
+        let mut pending: Vec<(Vec<F>, Vec<F>)> = Vec::with_capacity(chunk);
         // on a worker of the pool, like the forward loop
         rayon::scope(|_| for t in (0..run.steps).rev() {
             let src = self.sources(&run.inputs[t], &run.a[t], &run.extras);
@@ -536,7 +564,7 @@ impl<F: Real> ElmKernel<F> {
                             abs_delta: abs_up.as_ref().map(|v| &v[i * batch..][..batch]),
                             activity: act_up.as_ref().map(|v| &v[i * batch..][..batch]),
                         };
-                        self.neuron_backward(p, i, batch, &src, s, m_i, a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
+                        self.neuron_backward(p, i, batch, s, m_i, a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
                     },
                 );
             // each source gathers what its synapses send, in a fixed order
@@ -547,12 +575,7 @@ impl<F: Real> ElmKernel<F> {
             let nb = batch / LANES;
             d_src.par_chunks_mut(batch).enumerate().with_min_len(16).for_each(|(row, acc)| {
                 let j = first + row;
-                let acc = blocks_mut(acc);
-                for &(w, row) in &gather[self.inverse_start[j]..self.inverse_start[j + 1]] {
-                    for (lb, acc) in acc.iter_mut().enumerate() {
-                        add_scaled(acc, w, &d_beta_blocks[row * nb + lb]);
-                    }
-                }
+                gather_source(blocks_mut(acc), &gather[self.inverse_start[j]..self.inverse_start[j + 1]], d_beta_blocks, nb);
             });
             let (d_x, d_a_prev) = d_src.split_at((inp - first) * batch);
             if input_grads {
@@ -566,6 +589,11 @@ impl<F: Real> ElmKernel<F> {
                 Some(mask) => d_a_prev.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
                 None => d_a_prev.to_vec(),
             };
+            pending.push((src, d_beta.clone()));
+            if pending.len() == chunk || t == 0 {
+                grads.par_iter_mut().enumerate().with_min_len(NEURONS_PER_TASK).for_each(|(i, g)| self.synapse_grads(i, batch, &pending, &mut g.w_s));
+                pending.clear();
+            }
         });
         let mut out = ElmGrads {
             w_s: Vec::with_capacity(n * k_c),
@@ -594,29 +622,28 @@ impl<F: Real> ElmKernel<F> {
     /// gradient of each branch sum into `d_beta` (`[branches, W]`). One block of
     /// [`LANES`] sequences at a time, like the forward step.
     #[allow(clippy::too_many_arguments)]
-    fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+    fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.neuron_backward_avx2(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out) };
+            return unsafe { self.neuron_backward_avx2(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out) };
         }
-        self.neuron_backward_body(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out)
+        self.neuron_backward_body(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn neuron_backward_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
-        self.neuron_backward_body(p, n, width, src, s, m, a, up, d_m, d_e, g, d_beta_out)
+    unsafe fn neuron_backward_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        self.neuron_backward_body(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out)
     }
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn neuron_backward_body(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
-        let (k_c, mem, nb) = (self.k_c(), self.memory, width / LANES);
+    fn neuron_backward_body(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        let (mem, nb) = (self.memory, width / LANES);
         let w_y = &p.w_y[n * mem..(n + 1) * mem];
-        let w_s_idx = &self.connectome[n * k_c..(n + 1) * k_c];
-        let (src, m) = (blocks(src), blocks(m));
+        let m = blocks(m);
         let last = self.mlp.len() - 1;
         for lb in 0..nb {
             // 8. output and activity penalty; 7. high-pass
@@ -690,12 +717,22 @@ impl<F: Real> ElmKernel<F> {
                         gw_row.iter_mut().zip(&s.inputs_t[ln * i..(ln + 1) * i]).for_each(|(g, &x)| *g = dv.mul_add(x, *g));
                     }
                 }
-                for c in 0..i {
-                    let mut acc = [F::zero(); LANES];
-                    for r in 0..o {
-                        fma(&mut acc, w[r * i + c], &s.d_out[r]);
-                    }
-                    s.d_in[c] = acc;
+                // d_in = Wᵀ·d_out, eight inputs at a time (independent chains; one input per
+                // chain was bound by the FMA latency); each sum still runs over r in order
+                let mut c0 = 0;
+                while c0 + 8 <= i {
+                    input_grads::<F, 8>(c0, i, o, w, &s.d_out, &mut s.d_in);
+                    c0 += 8;
+                }
+                match i - c0 {
+                    1 => input_grads::<F, 1>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    2 => input_grads::<F, 2>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    3 => input_grads::<F, 3>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    4 => input_grads::<F, 4>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    5 => input_grads::<F, 5>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    6 => input_grads::<F, 6>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    7 => input_grads::<F, 7>(c0, i, o, w, &s.d_out, &mut s.d_in),
+                    _ => {}
                 }
                 if l > 0 {
                     // through the previous layer's activation
@@ -716,14 +753,103 @@ impl<F: Real> ElmKernel<F> {
             // 1. branch integration (the sources' gradients are gathered per source afterwards)
             let d_beta = blocks_mut(d_beta_out);
             for br in 0..self.branches {
-                let db = s.d_in[br];
-                d_beta[br * nb + lb] = db;
-                for k in br * self.synapses..(br + 1) * self.synapses {
-                    g.w_s[k] += dot8(&db, &src[w_s_idx[k] * nb + lb]);
-                }
+                d_beta[br * nb + lb] = s.d_in[br];
             }
         }
     }
+}
+
+impl<F: Real> ElmKernel<F> {
+    /// Steps per batch of the synapse-weight gradients: their branch gradients and
+    /// sources are kept (about 32 MB) and then contracted neuron by neuron.
+    fn w_s_chunk(&self, width: usize) -> usize {
+        let per_step = (self.units * self.branches + self.input + self.units) * width * std::mem::size_of::<F>();
+        ((32 << 20) / per_step.max(1)).max(1)
+    }
+
+    /// Adds to `w_s` (neuron `n`'s `[k_c]`, unscaled) `Σ_t Σ_b δβ_t[branch(k), b]·src_t[j(k), b]`
+    /// over the steps in `pending` (each its sources `[I + N, W]` and branch gradients
+    /// `[N, branches, W]`). Per-sequence sums stay in lanes over all the steps, so there is
+    /// one horizontal sum per synapse per batch of steps instead of one per step.
+    fn synapse_grads(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { self.synapse_grads_avx2(n, width, pending, w_s) };
+        }
+        self.synapse_grads_body(n, width, pending, w_s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn synapse_grads_avx2(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
+        self.synapse_grads_body(n, width, pending, w_s)
+    }
+
+    #[inline(always)]
+    fn synapse_grads_body(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
+        let (k_c, nb, syn) = (self.k_c(), width / LANES, self.synapses);
+        let idx = &self.connectome[n * k_c..(n + 1) * k_c];
+        let mut acc = vec![[F::zero(); LANES]; k_c * nb];
+        for (src, d_beta) in pending {
+            let (src, d_beta) = (blocks(src), blocks(&d_beta[n * self.branches * width..(n + 1) * self.branches * width]));
+            for br in 0..self.branches {
+                for lb in 0..nb {
+                    let db = d_beta[br * nb + lb];
+                    for k in br * syn..(br + 1) * syn {
+                        // through a local copy: in place, the lanes were not vectorised
+                        let (mut a, x) = (acc[k * nb + lb], src[idx[k] as usize * nb + lb]);
+                        for l in 0..LANES {
+                            a[l] = db[l].mul_add(x[l], a[l]);
+                        }
+                        acc[k * nb + lb] = a;
+                    }
+                }
+            }
+        }
+        for (k, g) in w_s.iter_mut().enumerate() {
+            for lb in 0..nb {
+                let a = &acc[k * nb + lb];
+                *g += ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+            }
+        }
+    }
+}
+
+/// One source's gradient `acc` (`[W]` as blocks): the sum, in the order of `synapses`, of
+/// what each synapse reading it sends (its scaled weight times its branch's gradient).
+/// Compiled for AVX2 and FMA where the CPU has them, like the per-neuron functions.
+fn gather_source<F: Real>(acc: &mut [[F; LANES]], synapses: &[(F, u32)], d_beta: &[[F; LANES]], nb: usize) {
+    #[inline(always)]
+    fn body<F: Real>(acc: &mut [[F; LANES]], synapses: &[(F, u32)], d_beta: &[[F; LANES]], nb: usize) {
+        // four chains (synapse q into q mod 4), joined at the end: one chain was bound by
+        // the FMA latency
+        for (lb, out) in acc.iter_mut().enumerate() {
+            let mut chains = [[F::zero(); LANES]; 4];
+            let mut quads = synapses.chunks_exact(4);
+            for quad in &mut quads {
+                for u in 0..4 {
+                    fma(&mut chains[u], quad[u].0, &d_beta[quad[u].1 as usize * nb + lb]);
+                }
+            }
+            for (u, &(w, row)) in quads.remainder().iter().enumerate() {
+                fma(&mut chains[u], w, &d_beta[row as usize * nb + lb]);
+            }
+            *out = std::array::from_fn(|l| (chains[0][l] + chains[1][l]) + (chains[2][l] + chains[3][l]));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<F: Real>(acc: &mut [[F; LANES]], synapses: &[(F, u32)], d_beta: &[[F; LANES]], nb: usize) {
+            body(acc, synapses, d_beta, nb)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { avx2(acc, synapses, d_beta, nb) };
+        }
+    }
+    body(acc, synapses, d_beta, nb)
 }
 
 /// One neuron's share of [`ElmUpstream`] at one step.

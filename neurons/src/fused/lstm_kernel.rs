@@ -1,12 +1,14 @@
-//! The LSTM over a whole sequence: the input projection of every step in one matrix
-//! product before the time loop, one `W_hh h` product and a fused pointwise gate step per
-//! step; backward through time stores the gate gradients of every step and forms the
-//! weight gradients with one product each after the loop. Gates in PyTorch's order
-//! (i, f, g, o); every matrix row-major, batch last.
+//! The LSTM over a whole sequence. Each step is one product `[W_ih | W_hh]·[x_t ; h_t]`
+//! and a fused pointwise gate step; backward through time is one product `W_hhᵀ·δ` per
+//! step, the pointwise gate gradients, and the weight gradients added while the step's
+//! values are in cache. Units are cut into fixed chunks, each owned by one thread of a
+//! [`team`] for the whole loop, so a step needs one barrier and the numbers do not depend
+//! on the thread count. Gates in PyTorch's order (i, f, g, o); every buffer step-major,
+//! batch last (`[T][rows][B]`), so that a step's values are contiguous.
 
-use super::matmul::{matmul, View};
+use super::matmul::{matmul_here, View};
+use super::team::{self, Shared};
 use super::Real;
-use rayon::prelude::*;
 
 /// The parameters, as `torch.nn.LSTM` lays them out.
 pub struct LstmWeights<'a, F> {
@@ -16,21 +18,26 @@ pub struct LstmWeights<'a, F> {
     pub b_hh: &'a [F],
 }
 
-/// What the forward pass keeps for backward: the states of every step and the gate
-/// activations (no other intermediates).
+/// Units per chunk: 4·64 rows keep the step product near the matmul's full speed
+/// (measured: 160 GFLOP/s at 256 rows, 110 at 128, on one core).
+const UNITS_PER_CHUNK: usize = 64;
+
+/// What the forward pass keeps for backward: the inputs and states of every step and the
+/// gate activations (no other intermediates), and the weights as the steps used them.
 pub struct LstmForward<F> {
     pub hidden: usize,
     pub input: usize,
     pub batch: usize,
     pub steps: usize,
-    /// Inputs `[I, T·B]`, step `t` in columns `t·B..(t+1)·B`.
-    xs: Vec<F>,
-    /// `h_0..h_T` as `[H, (T+1)·B]`.
-    hs: Vec<F>,
-    /// `c_0..c_T` as `[H, (T+1)·B]`.
+    /// `[x_t ; h_t]` for `t` in `0..=T` as `[T+1][I+H][B]` (`x_T` is zero): the right
+    /// operand of step `t`'s product, and where the outputs are.
+    xh: Vec<F>,
+    /// `c_0..c_T` as `[T+1][H][B]`.
     cs: Vec<F>,
-    /// Gate activations `[4H, T·B]`.
+    /// Gate activations `[T][4H][B]`, rows unit-major (`4u + k`).
     gates: Vec<F>,
+    /// `[W_ih | W_hh]` as `[4H, I+H]`, rows unit-major.
+    w: Vec<F>,
 }
 
 pub struct LstmGrads<F> {
@@ -38,206 +45,312 @@ pub struct LstmGrads<F> {
     pub w_hh: Vec<F>,
     /// Equal for both biases (they enter as a sum).
     pub bias: Vec<F>,
-    /// One `[I, B]` per step.
+    /// One `[I, B]` per step (none unless asked for).
     pub inputs: Vec<Vec<F>>,
     pub h0: Vec<F>,
     pub c0: Vec<F>,
 }
 
-/// Gathers column block `t` (`width` columns) of a `[rows, blocks·width]` matrix.
-fn block<F: Real>(m: &[F], rows: usize, blocks: usize, width: usize, t: usize) -> Vec<F> {
-    (0..rows).flat_map(|r| m[r * blocks * width + t * width..][..width].iter().copied()).collect()
+/// Gate row `k·H + u` (PyTorch) of unit-major row `r = 4u + k`.
+fn gate_major_row(r: usize, hidden: usize) -> usize {
+    (r % 4) * hidden + r / 4
 }
 
-/// Reorders the rows of a `[4H, cols]` matrix from gate-major (`k·H + u`, PyTorch) to
-/// unit-major (`4u + k`), so that each unit's four gates are one contiguous block.
-fn unit_major<F: Real>(m: &[F], hidden: usize, cols: usize) -> Vec<F> {
-    (0..4 * hidden).flat_map(|r| m[((r % 4) * hidden + r / 4) * cols..][..cols].iter().copied()).collect()
+/// The units of chunk `c` of `hidden`.
+fn chunk_units(c: usize, hidden: usize) -> std::ops::Range<usize> {
+    c * UNITS_PER_CHUNK..((c + 1) * UNITS_PER_CHUNK).min(hidden)
 }
-
-/// The inverse of [`unit_major`].
-fn gate_major<F: Real>(m: &[F], hidden: usize, cols: usize) -> Vec<F> {
-    (0..4 * hidden).flat_map(|r| m[(4 * (r % hidden) + r / hidden) * cols..][..cols].iter().copied()).collect()
-}
-
-/// Units per parallel task in the pointwise steps; fixed, so that the split (and the
-/// numbers) do not depend on the thread count.
-const UNITS_PER_TASK: usize = 16;
 
 impl<F: Real> LstmForward<F> {
     /// Runs the sequence `inputs` (each `[I, B]`) from `h0`, `c0` (each `[H, B]`).
     pub fn run(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, inputs: &[&[F]], h0: &[F], c0: &[F]) -> Self {
-        let (h, b, steps) = (hidden, batch, inputs.len());
-        let (tb, sb) = (steps * b, (steps + 1) * b);
-        let mut xs = vec![F::zero(); input * tb];
+        let (h, i, b, steps) = (hidden, input, batch, inputs.len());
+        let k = i + h;
+        let mut xh = vec![F::zero(); (steps + 1) * k * b];
         for (t, x) in inputs.iter().enumerate() {
-            for i in 0..input {
-                xs[i * tb + t * b..][..b].copy_from_slice(&x[i * b..][..b]);
-            }
+            xh[t * k * b..][..i * b].copy_from_slice(&x[..i * b]);
         }
-        let mut hs = vec![F::zero(); h * sb];
-        let mut cs = vec![F::zero(); h * sb];
-        for u in 0..h {
-            hs[u * sb..][..b].copy_from_slice(&h0[u * b..][..b]);
-            cs[u * sb..][..b].copy_from_slice(&c0[u * b..][..b]);
+        xh[i * b..k * b].copy_from_slice(&h0[..h * b]);
+        let mut cs = vec![F::zero(); (steps + 1) * h * b];
+        cs[..h * b].copy_from_slice(&c0[..h * b]);
+        let mut packed = vec![F::zero(); 4 * h * k];
+        for (r, row) in packed.chunks_mut(k).enumerate() {
+            let g = gate_major_row(r, h);
+            row[..i].copy_from_slice(&w.w_ih[g * i..][..i]);
+            row[i..].copy_from_slice(&w.w_hh[g * h..][..h]);
         }
-        let (w_ih, w_hh) = (unit_major(w.w_ih, h, input), unit_major(w.w_hh, h, h));
-        let summed: Vec<F> = w.b_ih.iter().zip(w.b_hh).map(|(&a, &c)| a + c).collect();
-        let bias = unit_major(&summed, h, 1);
-        // every step's input projection at once
-        let mut gates = vec![F::zero(); 4 * h * tb];
-        matmul(4 * h, tb, input, &mut gates, tb, false, View::rows(&w_ih, input), View::rows(&xs, tb));
-        let mut recurrent = vec![F::zero(); 4 * h * b];
-        for t in 0..steps {
-            matmul(4 * h, b, h, &mut recurrent, b, false, View::rows(&w_hh, h), View { data: &hs[t * b..], row: sb, col: 1 });
-            // one pass over the units: gate non-linearities and the state update
-            gates
-                .par_chunks_mut(4 * tb)
-                .zip(hs.par_chunks_mut(sb))
-                .zip(cs.par_chunks_mut(sb))
-                .enumerate()
-                .with_min_len(UNITS_PER_TASK)
-                .for_each(|(u, ((gates, hs), cs))| {
-                    let bias = &bias[4 * u..4 * u + 4];
-                    let recurrent = &recurrent[4 * u * b..(4 * u + 4) * b];
-                    unit_forward(gates, hs, cs, recurrent, bias, t, b, tb);
-                });
+        let bias: Vec<F> = (0..4 * h).map(|r| w.b_ih[gate_major_row(r, h)] + w.b_hh[gate_major_row(r, h)]).collect();
+        let mut gates = vec![F::zero(); steps * 4 * h * b];
+        let chunks = h.div_ceil(UNITS_PER_CHUNK);
+        let threads = team::size_for(chunks);
+        {
+            let (xh_s, cs_s, gates_s) = (Shared::new(&mut xh), Shared::new(&mut cs), Shared::new(&mut gates));
+            let (packed, bias) = (&packed, &bias);
+            team::run(threads, |rank, barrier| {
+                for t in 0..steps {
+                    for c in team::owned(rank, threads, chunks) {
+                        let units = chunk_units(c, h);
+                        let rows = 4 * units.start..4 * units.end;
+                        // SAFETY: step t's rows of this chunk are this thread's alone; [x_t ; h_t]
+                        // and c_t were finished before the last barrier and are only read now;
+                        // h_{t+1}, c_{t+1} of these units are written here only.
+                        let (pre, xh_t, c_prev, c_next, h_next) = unsafe {
+                            (
+                                gates_s.write(t * 4 * h * b + rows.start * b..t * 4 * h * b + rows.end * b),
+                                xh_s.read(t * k * b..(t + 1) * k * b),
+                                cs_s.read(t * h * b + units.start * b..t * h * b + units.end * b),
+                                cs_s.write((t + 1) * h * b + units.start * b..(t + 1) * h * b + units.end * b),
+                                xh_s.write((t + 1) * k * b + (i + units.start) * b..(t + 1) * k * b + (i + units.end) * b),
+                            )
+                        };
+                        matmul_here(rows.len(), b, k, pre, b, false, View::rows(&packed[rows.start * k..], k), View::rows(xh_t, b));
+                        gate_step(pre, c_prev, c_next, h_next, &bias[rows], b);
+                    }
+                    barrier.wait();
+                }
+            });
         }
-        LstmForward { hidden, input, batch, steps, xs, hs, cs, gates }
+        LstmForward { hidden, input, batch, steps, xh, cs, gates, w: packed }
     }
 
     /// `h_t` (`t` in `0..=T`) as `[H, B]`.
     pub fn h(&self, t: usize) -> Vec<F> {
-        block(&self.hs, self.hidden, self.steps + 1, self.batch, t)
+        let (k, b) = (self.input + self.hidden, self.batch);
+        self.xh[t * k * b + self.input * b..(t + 1) * k * b].to_vec()
     }
     /// `c_t` (`t` in `0..=T`) as `[H, B]`.
     pub fn c(&self, t: usize) -> Vec<F> {
-        block(&self.cs, self.hidden, self.steps + 1, self.batch, t)
+        let hb = self.hidden * self.batch;
+        self.cs[t * hb..(t + 1) * hb].to_vec()
     }
 
     /// Backward through time from the gradients of the outputs `h_1..h_T` (`d_h[t]` for
-    /// `h_{t+1}`) and of the final cell state.
-    pub fn backward(&self, w: &LstmWeights<F>, d_h: &[Vec<F>], d_c_last: &[F]) -> LstmGrads<F> {
-        let (h, b, steps, input) = (self.hidden, self.batch, self.steps, self.input);
-        let (tb, sb) = (steps * b, (steps + 1) * b);
-        let (w_ih, w_hh) = (unit_major(w.w_ih, h, input), unit_major(w.w_hh, h, h));
-        let mut d_gates = vec![F::zero(); 4 * h * tb];
-        let mut d_h_carry = vec![F::zero(); h * b];
-        let mut d_c = d_c_last.to_vec();
-        for t in (0..steps).rev() {
-            let carry = &d_h_carry;
-            d_gates
-                .par_chunks_mut(4 * tb)
-                .zip(d_c.par_chunks_mut(b))
-                .enumerate()
-                .with_min_len(UNITS_PER_TASK)
-                .for_each(|(u, (d_gates, d_c))| {
-                    let (gates, cs) = (&self.gates[4 * u * tb..(4 * u + 4) * tb], &self.cs[u * sb..(u + 1) * sb]);
-                    let (d_h, carry) = (&d_h[t][u * b..(u + 1) * b], &carry[u * b..(u + 1) * b]);
-                    unit_backward(d_gates, d_c, gates, cs, d_h, carry, t, b, tb);
-                });
-            matmul(h, b, 4 * h, &mut d_h_carry, b, false, View::transposed(&w_hh, h), View { data: &d_gates[t * b..], row: tb, col: 1 });
+    /// `h_{t+1}`) and of the final cell state. The inputs' gradients are formed only with
+    /// `input_grads` (a first layer reads data, which needs none).
+    pub fn backward(&self, d_h: &[Vec<F>], d_c_last: &[F], input_grads: bool) -> LstmGrads<F> {
+        let (h, i, b, steps) = (self.hidden, self.input, self.batch, self.steps);
+        let (k, g) = (i + h, 4 * h);
+        // W_hhᵀ `[H, 4H]`: the product that carries δ back to h_{t−1}
+        let mut w_hh_t = vec![F::zero(); h * g];
+        for (u, row) in w_hh_t.chunks_mut(g).enumerate() {
+            row.iter_mut().enumerate().for_each(|(r, v)| *v = self.w[r * k + i + u]);
         }
-        // the weight gradients of all steps at once
-        let mut d_w_ih = vec![F::zero(); 4 * h * input];
-        matmul(4 * h, input, tb, &mut d_w_ih, input, false, View::rows(&d_gates, tb), View::transposed(&self.xs, tb));
-        let mut d_w_hh = vec![F::zero(); 4 * h * h];
-        matmul(4 * h, h, tb, &mut d_w_hh, h, false, View::rows(&d_gates, tb), View { data: &self.hs, row: 1, col: sb });
-        let bias: Vec<F> = d_gates.chunks(tb).map(|row| row.iter().fold(F::zero(), |a, &v| a + v)).collect();
-        let mut d_xs = vec![F::zero(); input * tb];
-        matmul(input, tb, 4 * h, &mut d_xs, tb, false, View::transposed(&w_ih, input), View::rows(&d_gates, tb));
-        let inputs = (0..steps).map(|t| block(&d_xs, input, steps, b, t)).collect();
-        LstmGrads {
-            w_ih: gate_major(&d_w_ih, h, input),
-            w_hh: gate_major(&d_w_hh, h, h),
-            bias: gate_major(&bias, h, 1),
-            inputs,
-            h0: d_h_carry,
-            c0: d_c,
+        let mut d_pre = vec![F::zero(); steps * g * b];
+        let mut d_w = vec![F::zero(); g * k];
+        let mut d_bias = vec![F::zero(); g];
+        let mut d_c = d_c_last[..h * b].to_vec();
+        let mut d_h0 = vec![F::zero(); h * b];
+        let chunks = h.div_ceil(UNITS_PER_CHUNK);
+        let threads = team::size_for(chunks);
+        {
+            let (d_pre_s, d_w_s, d_bias_s) = (Shared::new(&mut d_pre), Shared::new(&mut d_w), Shared::new(&mut d_bias));
+            let (d_c_s, d_h0_s) = (Shared::new(&mut d_c), Shared::new(&mut d_h0));
+            let w_hh_t = &w_hh_t;
+            team::run(threads, |rank, barrier| {
+                let mut carry = vec![F::zero(); UNITS_PER_CHUNK * b];
+                for t in (0..steps).rev() {
+                    for c in team::owned(rank, threads, chunks) {
+                        let units = chunk_units(c, h);
+                        let (hu, rows) = (units.clone(), 4 * units.start..4 * units.end);
+                        let carry = &mut carry[..hu.len() * b];
+                        if t + 1 < steps {
+                            // SAFETY: δ_{t+1} (all rows) was finished before the last barrier and is only read now
+                            let d_next = unsafe { d_pre_s.read((t + 1) * g * b..(t + 2) * g * b) };
+                            matmul_here(hu.len(), b, g, carry, b, false, View::rows(&w_hh_t[hu.start * g..], g), View::rows(d_next, b));
+                        } else {
+                            carry.fill(F::zero());
+                        }
+                        // SAFETY: these units' rows of step t and of the running d_c, the
+                        // weight-gradient rows and bias entries of these units are this
+                        // thread's alone.
+                        let (d_pre_t, d_c, d_w, d_bias) = unsafe {
+                            (
+                                d_pre_s.write(t * g * b + rows.start * b..t * g * b + rows.end * b),
+                                d_c_s.write(hu.start * b..hu.end * b),
+                                d_w_s.write(rows.start * k..rows.end * k),
+                                d_bias_s.write(rows.clone()),
+                            )
+                        };
+                        let gates = &self.gates[t * g * b + rows.start * b..t * g * b + rows.end * b];
+                        let c_prev = &self.cs[t * h * b + hu.start * b..t * h * b + hu.end * b];
+                        let c_next = &self.cs[(t + 1) * h * b + hu.start * b..(t + 1) * h * b + hu.end * b];
+                        gate_step_backward(d_pre_t, d_c, gates, c_prev, c_next, &d_h[t][hu.start * b..hu.end * b], carry, b);
+                        // the weight gradients of these rows, while δ_t and [x_t ; h_t] are in cache
+                        let xh_t = &self.xh[t * k * b..(t + 1) * k * b];
+                        matmul_here(rows.len(), k, b, d_w, k, t + 1 < steps, View::rows(d_pre_t, b), View::transposed(xh_t, b));
+                        for (sum, row) in d_bias.iter_mut().zip(d_pre_t.chunks(b)) {
+                            *sum += row.iter().fold(F::zero(), |a, &v| a + v);
+                        }
+                    }
+                    barrier.wait();
+                }
+                // dh_0 from δ_0
+                for c in team::owned(rank, threads, chunks) {
+                    let hu = chunk_units(c, h);
+                    // SAFETY: δ_0 is only read now; these rows of dh_0 are this thread's
+                    let (d_first, d_h0) = unsafe { (d_pre_s.read(0..g * b), d_h0_s.write(hu.start * b..hu.end * b)) };
+                    if steps > 0 {
+                        matmul_here(hu.len(), b, g, d_h0, b, false, View::rows(&w_hh_t[hu.start * g..], g), View::rows(d_first, b));
+                    }
+                }
+            });
+        }
+        let inputs = if input_grads { self.input_grads(&d_pre) } else { Vec::new() };
+        let (mut w_ih, mut w_hh, mut bias) = (vec![F::zero(); g * i], vec![F::zero(); g * h], vec![F::zero(); g]);
+        for r in 0..g {
+            let to = gate_major_row(r, h);
+            w_ih[to * i..][..i].copy_from_slice(&d_w[r * k..][..i]);
+            w_hh[to * h..][..h].copy_from_slice(&d_w[r * k + i..][..h]);
+            bias[to] = d_bias[r];
+        }
+        LstmGrads { w_ih, w_hh, bias, inputs, h0: d_h0, c0: d_c }
+    }
+
+    /// `W_ihᵀ·δ_t` for every step, the steps shared out over a team.
+    fn input_grads(&self, d_pre: &[F]) -> Vec<Vec<F>> {
+        let (h, i, b, steps) = (self.hidden, self.input, self.batch, self.steps);
+        let (k, g) = (i + h, 4 * h);
+        let threads = team::size_for(steps);
+        let mut per_rank = team::run(threads, |rank, _| {
+            team::owned(rank, threads, steps)
+                .map(|t| {
+                    let mut d_x = vec![F::zero(); i * b];
+                    matmul_here(i, b, g, &mut d_x, b, false, View::transposed(&self.w, k), View::rows(&d_pre[t * g * b..(t + 1) * g * b], b));
+                    d_x
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+        });
+        (0..steps).map(|t| per_rank[t % threads].next().expect("every step once")).collect()
+    }
+}
+
+/// One chunk's gate step: `pre` (its rows `[4u + k][B]`) holds the products and receives
+/// the activations; `c_{t+1}`, `h_{t+1}` of its units go to `c_next`, `h_next`. Compiled for
+/// AVX-512 or AVX2 where the CPU has them (wider registers, the same arithmetic and numbers).
+fn gate_step<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
+            gate_step_body(pre, c_prev, c_next, h_next, bias, b)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
+            gate_step_body(pre, c_prev, c_next, h_next, bias, b)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { avx512(pre, c_prev, c_next, h_next, bias, b) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { avx2(pre, c_prev, c_next, h_next, bias, b) };
+        }
+    }
+    gate_step_body(pre, c_prev, c_next, h_next, bias, b)
+}
+
+/// Sequences per block of the pointwise steps: copied into fixed-width local arrays, the
+/// loops vectorise (over the rows' slices directly they did not: LLVM gave up on
+/// checking that eight slices do not overlap, and the step ran scalar).
+const LANES: usize = 16;
+
+/// Copies up to `LANES` values from `from` into a block (the rest stay zero).
+#[inline(always)]
+fn load<F: Real>(from: &[F]) -> [F; LANES] {
+    let mut block = [F::zero(); LANES];
+    block[..from.len()].copy_from_slice(from);
+    block
+}
+
+#[inline(always)]
+fn store<F: Real>(to: &mut [F], block: &[F; LANES]) {
+    let n = to.len();
+    to.copy_from_slice(&block[..n]);
+}
+
+#[inline(always)]
+fn gate_step_body<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
+    for (u, bias) in bias.chunks_exact(4).enumerate() {
+        for j in (0..b).step_by(LANES) {
+            let cols = j..(j + LANES).min(b);
+            let row = |k: usize| 4 * u * b + k * b + cols.start..4 * u * b + k * b + cols.end;
+            let (mut i, mut f, mut g, mut o) = (load(&pre[row(0)]), load(&pre[row(1)]), load(&pre[row(2)]), load(&pre[row(3)]));
+            let mut c = load(&c_prev[u * b + cols.start..u * b + cols.end]);
+            let mut h = [F::zero(); LANES];
+            for l in 0..LANES {
+                i[l] = (i[l] + bias[0]).sigmoid();
+                f[l] = (f[l] + bias[1]).sigmoid();
+                g[l] = (g[l] + bias[2]).tanh();
+                o[l] = (o[l] + bias[3]).sigmoid();
+                c[l] = f[l] * c[l] + i[l] * g[l];
+                h[l] = o[l] * c[l].tanh();
+            }
+            for (k, block) in [i, f, g, o].iter().enumerate() {
+                store(&mut pre[row(k)], block);
+            }
+            store(&mut c_next[u * b + cols.start..u * b + cols.end], &c);
+            store(&mut h_next[u * b + cols.start..u * b + cols.end], &h);
         }
     }
 }
 
-/// One unit's gate step at step `t`: `gates` (its four rows `[4, T·B]`) holds the input
-/// projections and receives the activations; `c_t`, `h_t` go into `cs`, `hs`. Compiled
-/// for AVX2 where the CPU has it (wider registers, the same arithmetic and numbers).
+/// One chunk's backward gate step: the gate pre-activation gradients into `d_pre` (rows
+/// `[4u + k][B]`), the cell gradient carried back in `d_c`. `d_h` is the output's gradient,
+/// `carry` what came back through `W_hh` from the next step. AVX-512/AVX2 like [`gate_step`].
 #[allow(clippy::too_many_arguments)]
-fn unit_forward<F: Real>(gates: &mut [F], hs: &mut [F], cs: &mut [F], recurrent: &[F], bias: &[F], t: usize, b: usize, tb: usize) {
+fn gate_step_backward<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    {
+        #[target_feature(enable = "avx512f")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx512<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
+            gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
+        }
         #[target_feature(enable = "avx2")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn wide<F: Real>(gates: &mut [F], hs: &mut [F], cs: &mut [F], recurrent: &[F], bias: &[F], t: usize, b: usize, tb: usize) {
-            unit_forward_body(gates, hs, cs, recurrent, bias, t, b, tb)
+        unsafe fn avx2<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
+            gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
         }
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { wide(gates, hs, cs, recurrent, bias, t, b, tb) };
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { avx512(d_pre, d_c, gates, c_prev, c, d_h, carry, b) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { avx2(d_pre, d_c, gates, c_prev, c, d_h, carry, b) };
+        }
     }
-    unit_forward_body(gates, hs, cs, recurrent, bias, t, b, tb)
+    gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn unit_forward_body<F: Real>(gates: &mut [F], hs: &mut [F], cs: &mut [F], recurrent: &[F], bias: &[F], t: usize, b: usize, tb: usize) {
-    // exact-length rows, so that the loop has no bounds checks and vectorises
-    let (gi, rest) = gates.split_at_mut(tb);
-    let (gf, rest) = rest.split_at_mut(tb);
-    let (gg, go) = rest.split_at_mut(tb);
-    let cols = t * b..(t + 1) * b;
-    let (gi, gf, gg, go) = (&mut gi[cols.clone()], &mut gf[cols.clone()], &mut gg[cols.clone()], &mut go[cols]);
-    let (ri, rf, rg, ro) = (&recurrent[..b], &recurrent[b..2 * b], &recurrent[2 * b..3 * b], &recurrent[3 * b..4 * b]);
-    let (c_prev, c_next) = cs[t * b..(t + 2) * b].split_at_mut(b);
-    let h_next = &mut hs[(t + 1) * b..(t + 2) * b];
-    for j in 0..b {
-        let i = (gi[j] + ri[j] + bias[0]).sigmoid();
-        let f = (gf[j] + rf[j] + bias[1]).sigmoid();
-        let g = (gg[j] + rg[j] + bias[2]).tanh();
-        let o = (go[j] + ro[j] + bias[3]).sigmoid();
-        let c = f * c_prev[j] + i * g;
-        c_next[j] = c;
-        h_next[j] = o * c.tanh();
-        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
-    }
-}
-
-/// One unit's backward gate step at step `t`: the four gate gradients into `d_gates`
-/// (`[4, T·B]`), the cell gradient carried back in `d_c` (`[B]`). AVX2 like [`unit_forward`].
-#[allow(clippy::too_many_arguments)]
-fn unit_backward<F: Real>(d_gates: &mut [F], d_c: &mut [F], gates: &[F], cs: &[F], d_h: &[F], carry: &[F], t: usize, b: usize, tb: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn wide<F: Real>(d_gates: &mut [F], d_c: &mut [F], gates: &[F], cs: &[F], d_h: &[F], carry: &[F], t: usize, b: usize, tb: usize) {
-            unit_backward_body(d_gates, d_c, gates, cs, d_h, carry, t, b, tb)
-        }
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { wide(d_gates, d_c, gates, cs, d_h, carry, t, b, tb) };
-    }
-    unit_backward_body(d_gates, d_c, gates, cs, d_h, carry, t, b, tb)
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn unit_backward_body<F: Real>(d_gates: &mut [F], d_c: &mut [F], gates: &[F], cs: &[F], d_h: &[F], carry: &[F], t: usize, b: usize, tb: usize) {
-    let (di, rest) = d_gates.split_at_mut(tb);
-    let (df, rest) = rest.split_at_mut(tb);
-    let (dg, d_o) = rest.split_at_mut(tb);
-    let cols = t * b..(t + 1) * b;
-    let (di, df, dg, d_o) = (&mut di[cols.clone()], &mut df[cols.clone()], &mut dg[cols.clone()], &mut d_o[cols.clone()]);
-    let (gi, gf, gg, go) = (&gates[cols.clone()], &gates[tb..][cols.clone()], &gates[2 * tb..][cols.clone()], &gates[3 * tb..][cols]);
-    let (c_prev, c) = (&cs[t * b..(t + 1) * b], &cs[(t + 1) * b..(t + 2) * b]);
-    let (d_c, d_h, carry) = (&mut d_c[..b], &d_h[..b], &carry[..b]);
+fn gate_step_backward_body<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
     let one = F::one();
-    for j in 0..b {
-        let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-        let dh = d_h[j] + carry[j];
-        let tc = c[j].tanh();
-        let dc = d_c[j] + dh * o * (one - tc * tc);
-        di[j] = dc * g * i * (one - i);
-        df[j] = dc * c_prev[j] * f * (one - f);
-        dg[j] = dc * i * (one - g * g);
-        d_o[j] = dh * tc * o * (one - o);
-        d_c[j] = dc * f;
+    for u in 0..d_c.len() / b.max(1) {
+        for j in (0..b).step_by(LANES) {
+            let cols = u * b + j..u * b + (j + LANES).min(b);
+            let row = |k: usize| 4 * u * b + k * b + j..4 * u * b + k * b + cols.end - u * b;
+            let (i, f, g, o) = (load(&gates[row(0)]), load(&gates[row(1)]), load(&gates[row(2)]), load(&gates[row(3)]));
+            let (c_prev, c, d_h, carry) = (load(&c_prev[cols.clone()]), load(&c[cols.clone()]), load(&d_h[cols.clone()]), load(&carry[cols.clone()]));
+            let mut d_c_block = load(&d_c[cols.clone()]);
+            let (mut di, mut df, mut dg, mut d_o) = ([F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES]);
+            for l in 0..LANES {
+                let dh = d_h[l] + carry[l];
+                let tc = c[l].tanh();
+                let dc = d_c_block[l] + dh * o[l] * (one - tc * tc);
+                di[l] = dc * g[l] * i[l] * (one - i[l]);
+                df[l] = dc * c_prev[l] * f[l] * (one - f[l]);
+                dg[l] = dc * i[l] * (one - g[l] * g[l]);
+                d_o[l] = dh * tc * o[l] * (one - o[l]);
+                d_c_block[l] = dc * f[l];
+            }
+            for (k, block) in [di, df, dg, d_o].iter().enumerate() {
+                store(&mut d_pre[row(k)], block);
+            }
+            store(&mut d_c[cols], &d_c_block);
+        }
     }
 }

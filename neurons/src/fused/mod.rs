@@ -8,6 +8,7 @@ pub mod lstm_kernel;
 mod matmul;
 mod real;
 pub mod tape;
+mod team;
 #[cfg(test)]
 mod tests;
 

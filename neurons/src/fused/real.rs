@@ -82,7 +82,8 @@ impl Real for f32 {
         // both computed, then one chosen: a select, not a branch, so loops vectorise
         let x2 = self * self;
         let series = self * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
-        let general = 1.0 - 2.0 / ((2.0 * self).exp() + 1.0);
+        // `exp_f32`, not `.exp()`: on a concrete `f32` that is the inherent libm call
+        let general = 1.0 - 2.0 / (exp_f32(2.0 * self) + 1.0);
         if self.abs() < 0.1 { series } else { general }
     }
     #[inline(always)]
@@ -109,8 +110,12 @@ fn exp_f32(x: f32) -> f32 {
     // adding and subtracting 1.5·2^23 rounds to the nearest integer
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let k = shifted - ROUND;
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // k as an integer from the low bits of `shifted` (not a float-to-int cast, whose
+    // saturating semantics kept loops from vectorising)
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }

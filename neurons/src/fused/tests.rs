@@ -93,7 +93,7 @@ fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize, b: u
         // evaluation mode: logits at every step
         let eval = batch(3, Carry::Fresh, LossAt::EveryStep, b);
         let logits = |net: &Network| -> Vec<f32> {
-            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).logits.iter().flat_map(|l| l.as_vec()).collect()
+            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).step_logits(eval.batch).concat()
         };
         assert_close(&format!("{what} eval logits"), &logits(&fused), &logits(&reference), 1e-5);
     }
@@ -160,7 +160,7 @@ fn lstm_kernel_gradients_equal_finite_differences_in_f64() {
     };
     let w = LstmWeights { w_ih: &vars[0], w_hh: &vars[1], b_ih: &vars[2], b_hh: &vars[3] };
     let xs: Vec<&[f64]> = vars[4..4 + t].iter().map(|x| x.as_slice()).collect();
-    let g = LstmForward::run(&w, h, i, b, &xs, &vars[4 + t], &vars[5 + t]).backward(&w, &r, &s);
+    let g = LstmForward::run(&w, h, i, b, &xs, &vars[4 + t], &vars[5 + t]).backward(&r, &s, true);
     let mut analytic: Vec<Vec<f64>> = vec![g.w_ih, g.w_hh, g.bias.clone(), g.bias];
     analytic.extend(g.inputs);
     analytic.push(g.h0);

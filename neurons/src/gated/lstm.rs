@@ -91,19 +91,16 @@ impl LstmLayer {
         let steps = xs.len();
         let outputs: Vec<Matrix> = (1..=steps).map(|t| matrix(&dev, run.h(t), h, batch)).collect();
         let c_last = matrix(&dev, run.c(steps), h, batch);
-        let (inputs, start) = (d.inputs, d.state);
+        let start = d.state;
         let (outs, c_key) = (outputs.clone(), c_last.clone());
         let mut tape = d.tape;
         tape.add_backward_op(move |grads| {
             let d_h = outs.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
             let d_c = grad_of(grads, &c_key)?;
-            let weights = LstmWeights { w_ih: &values[0], w_hh: &values[1], b_ih: &values[2], b_hh: &values[3] };
-            let g = run.backward(&weights, &d_h, &d_c);
+            // an LSTM is its network's first layer: its inputs are data and need no gradients
+            let g = run.backward(&d_h, &d_c, false);
             for (param, grad) in params.iter().zip([&g.w_ih, &g.w_hh, &g.bias, &g.bias]) {
                 add_grad(grads, param, grad)?;
-            }
-            for (x, dx) in inputs.iter().zip(&g.inputs) {
-                add_grad(grads, x, dx)?;
             }
             add_grad(grads, &start[0], &g.h0)?;
             add_grad(grads, &start[1], &g.c0)

@@ -1,0 +1,153 @@
+//! A fixed team of threads for the time loops of the fused layers. Each thread owns the
+//! same rows at every step, so a step needs one barrier and no task hand-out; the barrier
+//! spins, because waking a sleeping pool worker at every step of a recurrent loop cost
+//! tens of microseconds per step (measured with rayon on two cores).
+
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Spins (each a `pause`, ~40 ns) before a waiting thread starts yielding its core: long
+/// enough for a step's imbalance, short enough not to starve an oversubscribed machine.
+const SPINS_BEFORE_YIELD: u32 = 2_000;
+
+/// A barrier for a fixed number of threads that waits by spinning, then by yielding.
+pub struct Barrier {
+    size: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl Barrier {
+    fn new(size: usize) -> Self {
+        Barrier { size, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+    }
+
+    /// Returns once every thread of the team has called `wait` as often as this one; what
+    /// each wrote before is visible to all after.
+    pub fn wait(&self) {
+        if self.size == 1 {
+            return;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.size {
+            // reset before release: a thread that sees the new generation may arrive again at once
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.store(generation.wrapping_add(1), Ordering::Release);
+            return;
+        }
+        let mut spins = 0;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if spins < SPINS_BEFORE_YIELD {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// How many threads a loop over `chunks` fixed pieces of work gets: the size of rayon's
+/// pool (what `--threads` sets), and never more than there are pieces.
+pub fn size_for(chunks: usize) -> usize {
+    rayon::current_num_threads().min(chunks).max(1)
+}
+
+/// Runs `work(rank, barrier)` on `threads` threads (the caller is rank 0) and returns
+/// their results in rank order.
+pub fn run<R: Send>(threads: usize, work: impl Fn(usize, &Barrier) -> R + Sync) -> Vec<R> {
+    let barrier = Barrier::new(threads.max(1));
+    let (work, barrier) = (&work, &barrier);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads).map(|rank| scope.spawn(move || work(rank, barrier))).collect();
+        let mut results = vec![work(0, barrier)];
+        for handle in others {
+            results.push(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        results
+    })
+}
+
+/// The pieces `0..chunks` that thread `rank` of `threads` owns (every `threads`-th).
+pub fn owned(rank: usize, threads: usize, chunks: usize) -> impl Iterator<Item = usize> {
+    (rank..chunks).step_by(threads.max(1))
+}
+
+/// A buffer that the threads of a team read and write at places that the time loop keeps
+/// apart: in one step a place is written by one thread and read by none, or only read;
+/// a barrier separates the steps.
+pub struct Shared<'a, F> {
+    ptr: *mut F,
+    len: usize,
+    _borrow: PhantomData<&'a mut [F]>,
+}
+
+// SAFETY: the buffer is borrowed mutably for 'a, and the accessors' contracts keep the
+// threads' accesses apart.
+unsafe impl<F: Send> Send for Shared<'_, F> {}
+unsafe impl<F: Send + Sync> Sync for Shared<'_, F> {}
+
+impl<'a, F> Shared<'a, F> {
+    pub fn new(buffer: &'a mut [F]) -> Self {
+        Shared { ptr: buffer.as_mut_ptr(), len: buffer.len(), _borrow: PhantomData }
+    }
+
+    fn check(&self, range: &Range<usize>) {
+        assert!(range.start <= range.end && range.end <= self.len, "shared buffer: {range:?} outside 0..{}", self.len);
+    }
+
+    /// # Safety
+    /// No thread writes any of `range` while the returned slice lives.
+    pub unsafe fn read(&self, range: Range<usize>) -> &[F] {
+        self.check(&range);
+        std::slice::from_raw_parts(self.ptr.add(range.start), range.len())
+    }
+
+    /// # Safety
+    /// No other thread reads or writes any of `range` while the returned slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn write(&self, range: Range<usize>) -> &mut [F] {
+        self.check(&range);
+        std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn barrier_orders_the_steps_of_every_thread() {
+        // each thread adds its rank to its own slot at every step, then checks after the
+        // barrier that every other thread has finished the same step
+        let threads = 3;
+        let steps = 200;
+        let mut slots = vec![0usize; threads];
+        let shared = Shared::new(&mut slots);
+        let seen = run(threads, |rank, barrier| {
+            let mut behind = 0;
+            for step in 1..=steps {
+                // SAFETY: slot `rank` is written by this thread only, read after the barrier
+                unsafe { shared.write(rank..rank + 1)[0] = step };
+                barrier.wait();
+                for other in 0..threads {
+                    // SAFETY: nobody writes between this barrier and the next
+                    behind += (unsafe { shared.read(other..other + 1)[0] } != step) as usize;
+                }
+                barrier.wait();
+            }
+            behind
+        });
+        assert_eq!(seen, vec![0; threads]);
+    }
+
+    #[test]
+    fn owned_chunks_cover_each_chunk_once() {
+        let mut count = vec![0; 10];
+        for rank in 0..3 {
+            owned(rank, 3, 10).for_each(|c| count[c] += 1);
+        }
+        assert_eq!(count, vec![1; 10]);
+    }
+}
