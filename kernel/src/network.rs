@@ -273,8 +273,7 @@ impl Network {
         };
         let logits: Vec<Traced> = if read.len() > 1 && host_op::AVAILABLE && ctx.recorder.is_none() {
             // every read step through one product and one loss (one op each instead of one per step)
-            let columns = read.len() * batch.batch;
-            vec![self.output_map(host_op::concat_columns(read), columns)]
+            vec![host_op::affine_columns(&self.params.get("output.weight").value, &self.params.get("output.bias").value, read)]
         } else {
             let logits: Vec<Traced> = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
             for l in &logits {

@@ -670,25 +670,31 @@ impl<F: Real> ElmKernel<F> {
             // 6. readout; 5.–4. memory update: the gradient of the MLP output Δ
             let delta = blocks(&s.layer_out[last]);
             let d_mb = blocks_mut(d_m);
+            // on local copies of the blocks, so that the lanes vectorise (in place, through
+            // the slices, the loop ran scalar: a division per lane in tanh)
+            let abs_block: Option<[F; LANES]> = up.abs_delta.map(|abs| std::array::from_fn(|l| abs[lb * LANES + l]));
             for d in 0..mem {
                 let at = d * nb + lb;
-                let (mv, dl) = (&m[at], &delta[at]);
+                let (mv, dl) = (m[at], delta[at]);
                 let gw_y = &mut g.w_y[d * width + lb * LANES..][..LANES];
+                let mut gw: [F; LANES] = std::array::from_fn(|l| gw_y[l]);
+                let mut dm = d_mb[at];
                 let mut dd = [F::zero(); LANES];
                 for l in 0..LANES {
-                    gw_y[l] += d_r[l] * mv[l];
-                    d_mb[at][l] += d_r[l] * w_y[d];
+                    gw[l] += d_r[l] * mv[l];
+                    dm[l] += d_r[l] * w_y[d];
                     let th = (F::of(LECUN_SLOPE) * dl[l]).tanh();
-                    dd[l] = d_mb[at][l] * self.one_minus_kappa_lambda[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
-                    if let Some(abs) = up.abs_delta {
-                        let j = lb * LANES + l;
-                        if dl[l] > F::zero() {
-                            dd[l] += abs[j];
-                        } else if dl[l] < F::zero() {
-                            dd[l] -= abs[j];
-                        }
+                    dd[l] = dm[l] * self.one_minus_kappa_lambda[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
+                }
+                if let Some(abs) = abs_block {
+                    // the subgradient of |Δ|: sign(Δ), zero at zero
+                    for l in 0..LANES {
+                        let sign = if dl[l] > F::zero() { F::one() } else if dl[l] < F::zero() { -F::one() } else { F::zero() };
+                        dd[l] += sign * abs[l];
                     }
                 }
+                gw_y.copy_from_slice(&gw);
+                d_mb[at] = dm;
                 s.d_out[d] = dd;
             }
             // 3. MLP backward, last layer first; `d_out` holds the gradient of layer l's output

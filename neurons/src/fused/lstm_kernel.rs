@@ -6,7 +6,7 @@
 //! on the thread count. Gates in PyTorch's order (i, f, g, o); every buffer step-major,
 //! batch last (`[T][rows][B]`), so that a step's values are contiguous.
 
-use super::matmul::{matmul_here, View};
+use elmlab_kernel::host_op::matmul::{matmul_here, View};
 use super::team::{self, Shared};
 use super::Real;
 

@@ -5,14 +5,12 @@
 
 pub mod elm_kernel;
 pub mod lstm_kernel;
-mod matmul;
 mod real;
 pub mod tape;
 mod team;
 #[cfg(test)]
 mod tests;
 
-pub use matmul::matmul;
 pub use real::Real;
 
 use elmlab_kernel::error::PluginError;

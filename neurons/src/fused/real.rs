@@ -4,7 +4,7 @@
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
 pub trait Real:
-    Copy + Send + Sync + Default + PartialOrd + std::fmt::Debug + 'static
+    elmlab_kernel::host_op::matmul::Scalar + Default + PartialOrd + std::fmt::Debug
     + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> + Neg<Output = Self>
     + AddAssign + SubAssign + MulAssign
 {

@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Spins (each a `pause`, ~40 ns) before a waiting thread starts yielding its core: long
 /// enough for a step's imbalance, short enough not to starve an oversubscribed machine.
@@ -16,11 +16,14 @@ pub struct Barrier {
     size: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    /// Set when a thread of the team panicked: the others stop waiting and panic too
+    /// (instead of waiting forever for it).
+    poisoned: AtomicBool,
 }
 
 impl Barrier {
     fn new(size: usize) -> Self {
-        Barrier { size, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+        Barrier { size, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0), poisoned: AtomicBool::new(false) }
     }
 
     /// Returns once every thread of the team has called `wait` as often as this one; what
@@ -38,6 +41,7 @@ impl Barrier {
         }
         let mut spins = 0;
         while self.generation.load(Ordering::Acquire) == generation {
+            assert!(!self.poisoned.load(Ordering::Relaxed), "another thread of the team panicked");
             if spins < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
                 spins += 1;
@@ -58,10 +62,23 @@ pub fn size_for(chunks: usize) -> usize {
 /// their results in rank order.
 pub fn run<R: Send>(threads: usize, work: impl Fn(usize, &Barrier) -> R + Sync) -> Vec<R> {
     let barrier = Barrier::new(threads.max(1));
-    let (work, barrier) = (&work, &barrier);
+    /// Poisons the barrier if its thread unwinds.
+    struct Guard<'a>(&'a Barrier);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.poisoned.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    let guarded = |rank: usize, barrier: &Barrier| {
+        let _guard = Guard(barrier);
+        work(rank, barrier)
+    };
+    let (guarded, barrier) = (&guarded, &barrier);
     std::thread::scope(|scope| {
-        let others: Vec<_> = (1..threads).map(|rank| scope.spawn(move || work(rank, barrier))).collect();
-        let mut results = vec![work(0, barrier)];
+        let others: Vec<_> = (1..threads).map(|rank| scope.spawn(move || guarded(rank, barrier))).collect();
+        let mut results = vec![guarded(0, barrier)];
         for handle in others {
             results.push(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         }
@@ -140,6 +157,19 @@ mod tests {
             behind
         });
         assert_eq!(seen, vec![0; threads]);
+    }
+
+    #[test]
+    fn a_panicking_thread_ends_the_team_instead_of_hanging_it() {
+        let outcome = std::panic::catch_unwind(|| {
+            run(2, |rank, barrier| {
+                if rank == 1 {
+                    panic!("thread 1 fails");
+                }
+                barrier.wait(); // would wait forever for thread 1
+            })
+        });
+        assert!(outcome.is_err());
     }
 
     #[test]

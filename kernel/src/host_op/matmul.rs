@@ -3,7 +3,10 @@
 //! product). Every output element is reduced by one thread in a fixed order, so the
 //! numbers do not depend on the thread count (checked in `tests.rs`).
 
-use super::Real;
+
+/// The scalars the products run in (`f32`, and `f64` for tests in double precision).
+pub trait Scalar: Copy + Send + Sync + 'static + From<u8> {}
+impl<F: Copy + Send + Sync + 'static + From<u8>> Scalar for F {}
 
 /// A strided view of a matrix: element `(r, c)` at `data[r * row + c * col]`.
 #[derive(Clone, Copy)]
@@ -27,7 +30,7 @@ impl<'a, F> View<'a, F> {
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` on rayon's pool; `dst` is row-major with row
 /// stride `dst_row`. With `accumulate` the product is added to what `dst` holds.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>) {
+pub fn matmul<F: Scalar>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>) {
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     product(m, n, k, dst, dst_row, accumulate, lhs, rhs, parallelism)
@@ -35,12 +38,12 @@ pub fn matmul<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usi
 
 /// [`matmul`] on the calling thread only (for the threads of a [`super::team`]).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_here<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>) {
+pub fn matmul_here<F: Scalar>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>) {
     product(m, n, k, dst, dst_row, accumulate, lhs, rhs, gemm::Parallelism::None)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn product<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>, parallelism: gemm::Parallelism) {
+fn product<F: Scalar>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize, accumulate: bool, lhs: View<F>, rhs: View<F>, parallelism: gemm::Parallelism) {
     if m == 0 || n == 0 {
         return;
     }
@@ -48,7 +51,7 @@ fn product<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize,
     if k == 0 {
         // an empty sum (gemm would leave `dst` as it is)
         if !accumulate {
-            (0..m).for_each(|r| dst[r * dst_row..][..n].fill(F::zero()));
+            (0..m).for_each(|r| dst[r * dst_row..][..n].fill(F::from(0)));
         }
         return;
     }
@@ -71,8 +74,8 @@ fn product<F: Real>(m: usize, n: usize, k: usize, dst: &mut [F], dst_row: usize,
             rhs.data.as_ptr(),
             rhs.col as isize,
             rhs.row as isize,
-            F::one(),
-            F::one(),
+            F::from(1),
+            F::from(1),
             false,
             false,
             false,
