@@ -24,7 +24,7 @@ const UNITS_PER_CHUNK: usize = 64;
 
 /// What the forward pass keeps for backward: the inputs and states of every step and the
 /// gate activations (no other intermediates), and the weights as the steps used them.
-pub struct LstmForward<F> {
+pub struct LstmForward<F: Real> {
     pub hidden: usize,
     pub input: usize,
     pub batch: usize,
@@ -66,12 +66,14 @@ impl<F: Real> LstmForward<F> {
     pub fn run(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, inputs: &[&[F]], h0: &[F], c0: &[F]) -> Self {
         let (h, i, b, steps) = (hidden, input, batch, inputs.len());
         let k = i + h;
-        let mut xh = vec![F::zero(); (steps + 1) * k * b];
+        // every buffer below is written completely before it is read (x_T, never read, is zeroed)
+        let mut xh = F::scratch((steps + 1) * k * b);
+        xh[steps * k * b..steps * k * b + i * b].fill(F::zero());
         for (t, x) in inputs.iter().enumerate() {
             xh[t * k * b..][..i * b].copy_from_slice(&x[..i * b]);
         }
         xh[i * b..k * b].copy_from_slice(&h0[..h * b]);
-        let mut cs = vec![F::zero(); (steps + 1) * h * b];
+        let mut cs = F::scratch((steps + 1) * h * b);
         cs[..h * b].copy_from_slice(&c0[..h * b]);
         let mut packed = vec![F::zero(); 4 * h * k];
         for (r, row) in packed.chunks_mut(k).enumerate() {
@@ -80,7 +82,7 @@ impl<F: Real> LstmForward<F> {
             row[i..].copy_from_slice(&w.w_hh[g * h..][..h]);
         }
         let bias: Vec<F> = (0..4 * h).map(|r| w.b_ih[gate_major_row(r, h)] + w.b_hh[gate_major_row(r, h)]).collect();
-        let mut gates = vec![F::zero(); steps * 4 * h * b];
+        let mut gates = F::scratch(steps * 4 * h * b);
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
         {
@@ -135,7 +137,8 @@ impl<F: Real> LstmForward<F> {
         for (u, row) in w_hh_t.chunks_mut(g).enumerate() {
             row.iter_mut().enumerate().for_each(|(r, v)| *v = self.w[r * k + i + u]);
         }
-        let mut d_pre = vec![F::zero(); steps * g * b];
+        // written completely, step by step, before it is read
+        let mut d_pre = F::scratch(steps * g * b);
         let mut d_w = vec![F::zero(); g * k];
         let mut d_bias = vec![F::zero(); g];
         let mut d_c = d_c_last[..h * b].to_vec();
@@ -203,6 +206,7 @@ impl<F: Real> LstmForward<F> {
             w_hh[to * h..][..h].copy_from_slice(&d_w[r * k + i..][..h]);
             bias[to] = d_bias[r];
         }
+        F::recycle(d_pre);
         LstmGrads { w_ih, w_hh, bias, inputs, h0: d_h0, c0: d_c }
     }
 
@@ -222,6 +226,14 @@ impl<F: Real> LstmForward<F> {
                 .into_iter()
         });
         (0..steps).map(|t| per_rank[t % threads].next().expect("every step once")).collect()
+    }
+}
+
+impl<F: Real> Drop for LstmForward<F> {
+    fn drop(&mut self) {
+        for buffer in [&mut self.xh, &mut self.cs, &mut self.gates] {
+            F::recycle(std::mem::take(buffer));
+        }
     }
 }
 

@@ -27,6 +27,13 @@ pub trait Real:
     fn relu(self) -> Self {
         if self > Self::zero() { self } else { Self::zero() }
     }
+    /// A buffer of `len` values with unspecified contents (zeros, or values left by an
+    /// earlier use), for a buffer the caller overwrites completely before reading it.
+    fn scratch(len: usize) -> Vec<Self> {
+        vec![Self::zero(); len]
+    }
+    /// Hands a buffer back for [`Real::scratch`] to reuse.
+    fn recycle(_buffer: Vec<Self>) {}
 }
 
 /// `f64` keeps libm's functions: it is what the finite-difference checks run in.
@@ -94,6 +101,37 @@ impl Real for f32 {
     fn mul_add(self, a: Self, b: Self) -> Self {
         f32::mul_add(self, a, b)
     }
+    /// Reuses this thread's spare buffers: a training step asks for the same large buffers
+    /// every time, and zeroing them anew cost as much as a tenth of an LSTM step.
+    fn scratch(len: usize) -> Vec<f32> {
+        let reused = SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            let fitting = (0..spare.len()).filter(|&i| spare[i].capacity() >= len).min_by_key(|&i| spare[i].capacity());
+            fitting.map(|i| spare.swap_remove(i))
+        });
+        match reused {
+            Some(mut buffer) => {
+                buffer.resize(len, 0.0);
+                buffer
+            }
+            None => vec![0.0; len],
+        }
+    }
+    fn recycle(buffer: Vec<f32>) {
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(buffer);
+            }
+        });
+    }
+}
+
+/// How many spare buffers a thread keeps.
+const SPARE_BUFFERS: usize = 8;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `e^x` in f32 without a libm call, so that loops over many values vectorise: `x = k·ln 2 + r`
