@@ -451,7 +451,9 @@ mod tests {
         let mut stats = BatchStats::default();
         let tensor = tensor_cross_entropy(trace(&logits), &targets, classes, 0.1, 9.0, &mut stats);
         assert!((host.array() - tensor.array()).abs() < 1e-6, "{} vs {}", host.array(), tensor.array());
-        assert!((hits.nats - stats.nats).abs() < 1e-9 && hits.correct == stats.correct);
+        // the host op takes exp in f32 (sums in f64): agreement to f32 precision
+        assert!((hits.nats - stats.nats).abs() < 1e-6 * stats.nats.abs().max(1.0), "{} vs {}", hits.nats, stats.nats);
+        assert_eq!(hits.correct, stats.correct);
         let (gh, gt) = (host.backward().get(&logits).as_vec(), tensor.backward().get(&logits).as_vec());
         for (a, b) in gh.iter().zip(&gt) {
             assert!((a - b).abs() < 1e-6, "{gh:?} vs {gt:?}");
