@@ -9,7 +9,7 @@
 // Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
-use super::Real;
+use super::{cpu, Real};
 use crate::elm::{LayerSpec, MlpActivation};
 use rayon::prelude::*;
 
@@ -299,12 +299,12 @@ impl<F: Real> ElmKernel<F> {
     #[allow(clippy::too_many_arguments)]
     fn neuron_step(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") && std::arch::is_x86_feature_detected!("fma") {
+        if cpu::avx512_fma() {
             // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
             return unsafe { self.neuron_step_avx512(p, n, width, src, m_prev, e_prev, s, m, e, a) };
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_step_avx2(p, n, width, src, m_prev, e_prev, s, m, e, a) };
         }
@@ -547,7 +547,6 @@ impl<F: Real> ElmKernel<F> {
         let mut d_e_carry = pad(up.e_last, unpadded, batch);
         // gradient reaching a_t from later steps (as a source), added to the output's own
         let mut d_a_from_later = vec![F::zero(); n * batch];
-        // per synapse, the gradient it sends to its source: `[N, k_c, B]`
         // per neuron and branch, the gradient of the branch sum β: `[N, branches, B]`
         let mut d_beta = vec![F::zero(); n * self.branches * batch];
         // the synapses in the order the sources gather them: scaled weight and branch row
@@ -556,6 +555,8 @@ impl<F: Real> ElmKernel<F> {
         // the steps whose branch gradients and sources wait for the synapse-weight gradients
         let chunk = self.w_s_chunk(batch);
         let mut pending: Vec<(Vec<F>, Vec<F>)> = Vec::with_capacity(chunk);
+        // branch-gradient buffers back from contracted steps, for the next steps to fill
+        let mut spare: Vec<Vec<F>> = Vec::with_capacity(chunk);
         // on a worker of the pool, like the forward loop
         rayon::scope(|_| for t in (0..run.steps).rev() {
             let src = self.sources(&run.inputs[t], &run.a[t], &run.extras);
@@ -603,10 +604,13 @@ impl<F: Real> ElmKernel<F> {
                 Some(mask) => d_a_prev.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
                 None => d_a_prev.to_vec(),
             };
-            pending.push((src, d_beta.clone()));
+            // the step's branch gradients move to `pending` (every entry is written again
+            // at the next step, so the buffer taken in its place needs no clearing)
+            let next = spare.pop().unwrap_or_else(|| vec![F::zero(); d_beta.len()]);
+            pending.push((src, std::mem::replace(&mut d_beta, next)));
             if pending.len() == chunk || t == 0 {
                 grads.par_iter_mut().enumerate().with_min_len(NEURONS_PER_TASK).for_each(|(i, g)| self.synapse_grads(i, batch, &pending, &mut g.w_s));
-                pending.clear();
+                spare.extend(pending.drain(..).map(|(_, d_beta)| d_beta));
             }
         });
         let mut out = ElmGrads {
@@ -638,12 +642,12 @@ impl<F: Real> ElmKernel<F> {
     #[allow(clippy::too_many_arguments)]
     fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") && std::arch::is_x86_feature_detected!("fma") {
+        if cpu::avx512_fma() {
             // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
             return unsafe { self.neuron_backward_avx512(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out) };
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_backward_avx2(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out) };
         }
@@ -806,7 +810,7 @@ impl<F: Real> ElmKernel<F> {
     /// one horizontal sum per synapse per batch of steps instead of one per step.
     fn synapse_grads(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { self.synapse_grads_avx2(n, width, pending, w_s) };
         }
@@ -840,6 +844,7 @@ impl<F: Real> ElmKernel<F> {
                 }
             }
         }
+        const { assert!(LANES == 8, "the lane sum below is written for eight lanes") };
         for (k, g) in w_s.iter_mut().enumerate() {
             for lb in 0..nb {
                 let a = &acc[k * nb + lb];
@@ -877,7 +882,7 @@ fn gather_source<F: Real>(acc: &mut [[F; LANES]], synapses: &[(F, u32)], d_beta:
         unsafe fn avx2<F: Real>(acc: &mut [[F; LANES]], synapses: &[(F, u32)], d_beta: &[[F; LANES]], nb: usize) {
             body(acc, synapses, d_beta, nb)
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { avx2(acc, synapses, d_beta, nb) };
         }

@@ -19,7 +19,7 @@ pub struct LstmWeights<'a, F> {
 }
 
 /// Units per chunk: 4·64 rows keep the step product near the matmul's full speed
-/// (measured: 160 GFLOP/s at 256 rows, 110 at 128, on one core).
+/// (measured: 158 GFLOP/s at 256 rows, 110 at 128, on one core).
 const UNITS_PER_CHUNK: usize = 64;
 
 /// What the forward pass keeps for backward: the inputs and states of every step and the
@@ -153,8 +153,8 @@ impl<F: Real> LstmForward<F> {
                 let mut carry = vec![F::zero(); UNITS_PER_CHUNK * b];
                 for t in (0..steps).rev() {
                     for c in team::owned(rank, threads, chunks) {
-                        let units = chunk_units(c, h);
-                        let (hu, rows) = (units.clone(), 4 * units.start..4 * units.end);
+                        let hu = chunk_units(c, h);
+                        let rows = 4 * hu.start..4 * hu.end;
                         let carry = &mut carry[..hu.len() * b];
                         if t + 1 < steps {
                             // SAFETY: δ_{t+1} (all rows) was finished before the last barrier and is only read now
@@ -188,13 +188,11 @@ impl<F: Real> LstmForward<F> {
                     barrier.wait();
                 }
                 // dh_0 from δ_0
-                for c in team::owned(rank, threads, chunks) {
+                for c in team::owned(rank, threads, chunks).filter(|_| steps > 0) {
                     let hu = chunk_units(c, h);
                     // SAFETY: δ_0 is only read now; these rows of dh_0 are this thread's
                     let (d_first, d_h0) = unsafe { (d_pre_s.read(0..g * b), d_h0_s.write(hu.start * b..hu.end * b)) };
-                    if steps > 0 {
-                        matmul_here(hu.len(), b, g, d_h0, b, false, View::rows(&w_hh_t[hu.start * g..], g), View::rows(d_first, b));
-                    }
+                    matmul_here(hu.len(), b, g, d_h0, b, false, View::rows(&w_hh_t[hu.start * g..], g), View::rows(d_first, b));
                 }
             });
         }

@@ -3,6 +3,7 @@
 //! in double precision) and attached to dfdx's tape as one backward operation
 //! (`tape.rs`). The op-by-op layers stay the reference these must equal.
 
+mod cpu;
 pub mod elm_kernel;
 pub mod lstm_kernel;
 mod real;

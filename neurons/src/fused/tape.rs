@@ -8,7 +8,7 @@ use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::neuron::{LayerState, SequenceOutput};
 use elmlab_kernel::tensor::{Matrix, Tape, Traced};
 
-pub use elmlab_kernel::host_op::{add_grad, grad_of, DevError, GradResult, Grads};
+pub use elmlab_kernel::host_op::{add_grad, grad_of};
 
 /// A sequence's inputs and initial state as plain values, and their merged history.
 pub struct Detached {
