@@ -67,40 +67,60 @@ impl Optimizer {
         let (bias1, bias2) = ((1.0 - self.beta1.powi(t)) as f32, (1.0 - self.beta2.powi(t)) as f32);
         let (eps, lr32) = (self.eps as f32, lr as f32);
         let decay = (self.rule == Rule::AdamW && self.weight_decay > 0.0).then(|| 1.0 - (lr * self.weight_decay) as f32);
+        // every parameter side by side in four flat buffers, so that one parallel pass
+        // (not one per parameter) does the update
+        let sizes: Vec<usize> = grads.iter().map(|g| g.shape().0 * g.shape().1).collect();
+        let total: usize = sizes.iter().sum();
         let mut scratch = std::mem::take(&mut self.scratch);
-        for (i, g) in grads.iter().enumerate() {
-            let len = g.shape().0 * g.shape().1;
-            scratch.iter_mut().for_each(|b| b.resize(len, 0.0));
-            let [p, m, v, gv] = &mut scratch;
-            store.value_mut(i).copy_into(p);
-            self.m[i].copy_into(m);
-            self.v[i].copy_into(v);
-            g.copy_into(gv);
-            // elementwise, so any split over threads gives the same numbers
-            let rule = self.rule;
-            let chunks = p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).zip(gv.par_chunks(CHUNK));
-            chunks.for_each(|(((p, m), v), g)| match rule {
+        scratch.iter_mut().for_each(|b| b.resize(total, 0.0));
+        let [p, m, v, gv] = &mut scratch;
+        let mut offset = 0;
+        for (i, (g, &len)) in grads.iter().zip(&sizes).enumerate() {
+            let range = offset..offset + len;
+            store.value_mut(i).copy_into(&mut p[range.clone()]);
+            self.m[i].copy_into(&mut m[range.clone()]);
+            self.v[i].copy_into(&mut v[range.clone()]);
+            g.copy_into(&mut gv[range]);
+            offset += len;
+        }
+        // elementwise, so any split over threads gives the same numbers
+        let rule = self.rule;
+        let chunks = p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).zip(gv.par_chunks(CHUNK));
+        chunks.for_each(move |(((p, m), v), g)| {
+            // equal lengths stated once and the constants moved in (not read through references
+            // that might alias the buffers): the loops run without bounds checks and vectorise
+            let n = p.len();
+            let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
+            match rule {
                 Rule::Adam | Rule::AdamW => {
-                    for j in 0..p.len() {
+                    for j in 0..n {
                         m[j] = m[j] * b1 + g[j] * (1.0 - b1);
                         v[j] = v[j] * b2 + g[j] * g[j] * (1.0 - b2);
                         let step = (m[j] / bias1) / ((v[j] / bias2).sqrt() + eps);
-                        let kept = decay.map_or(p[j], |d| p[j] * d);
+                        let kept = match decay {
+                            Some(d) => p[j] * d,
+                            None => p[j],
+                        };
                         p[j] = kept - step * lr32;
                     }
                 }
                 Rule::Adamax => {
-                    for j in 0..p.len() {
+                    for j in 0..n {
                         m[j] = m[j] * b1 + g[j] * (1.0 - b1);
                         v[j] = (v[j] * b2).max(g[j].abs() + eps);
                         let step = (m[j] / v[j]) / bias1;
                         p[j] -= step * lr32;
                     }
                 }
-            });
-            store.value_mut(i).copy_from(p);
-            self.m[i].copy_from(m);
-            self.v[i].copy_from(v);
+            }
+        });
+        let mut offset = 0;
+        for (i, &len) in sizes.iter().enumerate() {
+            let range = offset..offset + len;
+            store.value_mut(i).copy_from(&p[range.clone()]);
+            self.m[i].copy_from(&m[range.clone()]);
+            self.v[i].copy_from(&v[range]);
+            offset += len;
         }
         self.scratch = scratch;
     }

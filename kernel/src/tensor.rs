@@ -125,6 +125,20 @@ pub fn matrix(dev: &Dev, values: Vec<f32>, rows: usize, cols: usize) -> Matrix {
     dev.tensor_from_vec(values, (rows, cols))
 }
 
+/// The values of `t` in row-major order. dfdx's `as_vec` walks the elements one strided
+/// index at a time (~1 ns each); a tensor laid out row-major already (what every op and
+/// [`matrix`] make) is copied here in one `memcpy`, and any other is made so first.
+pub fn values<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
+    let mut out = vec![0.0; t.shape().num_elements()];
+    values_into(t, &mut out);
+    out
+}
+
+/// [`values`] into a buffer of exactly the tensor's size.
+pub fn values_into<S: Shape, T>(t: &Tensor<S, f32, Dev, T>, out: &mut [f32]) {
+    t.retaped::<NoneTape>().contiguous().copy_into(out);
+}
+
 /// Starts tracing a detached value on a fresh (empty) tape.
 pub fn trace(m: &Matrix) -> Traced {
     m.retaped::<Tape>()
@@ -145,4 +159,23 @@ pub fn absorb<S: Shape, R: Shape>(into: Tensor<S, f32, Dev, Tape>, from: Tensor<
     let (value, tape) = into.split_tape();
     let (_, other) = from.split_tape();
     value.put_tape(tape.merge(other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `values` reads what `as_vec` reads (row-major, element by element) for tensors
+    /// that are not laid out row-major: a permuted view and a broadcast.
+    #[test]
+    fn values_reads_any_layout_row_major() {
+        let dev = device();
+        let m = matrix(&dev, (0..6).map(|v| v as f32).collect(), 2, 3);
+        assert_eq!(values(&m), m.as_vec());
+        let permuted: Tensor<(usize, usize), f32, Dev> = m.clone().permute::<_, Axes2<1, 0>>();
+        assert_eq!(values(&permuted), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let row = dev.tensor_from_vec(vec![1.0f32, 2.0, 3.0], (3,));
+        let broadcast: Tensor<(usize, usize), f32, Dev> = row.broadcast_like::<_, Axis<0>>(&(2, 3));
+        assert_eq!(values(&broadcast), vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
 }

@@ -13,7 +13,7 @@ use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::error::PluginError;
 use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, RecurrentLayer, SequenceOutput};
 use elmlab_kernel::params::{BufferValues, ParamStore};
-use elmlab_kernel::tensor::{device, fork, matrix, Dev, Matrix, Tape, Traced};
+use elmlab_kernel::tensor::{device, fork, matrix, values, Dev, Matrix, Tape, Traced};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -325,11 +325,11 @@ impl ElmLayer {
         }
         names.extend([format!("{}.w_y", s.name), format!("{}.b", s.name)]);
         let params: Vec<Matrix> = names.iter().map(|name| p.get(name).value.clone()).collect();
-        let values: Vec<Vec<f32>> = params.iter().map(|m| m.as_vec()).collect();
-        let xs: Vec<Vec<f32>> = d.inputs.iter().map(|x| x.as_vec()).collect();
-        let [m0, e0, a0] = [0, 1, 2].map(|i| d.state[i].as_vec());
+        let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
+        let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
+        let [m0, e0, a0] = [0, 1, 2].map(|i| values(&d.state[i]));
         let kernel = self.kernel.clone();
-        let run = kernel.run(&elm_params(&view(&values)), &view(&xs), m0, e0, a0, extras);
+        let run = kernel.run(&elm_params(&view(&param_values)), &view(&xs), m0, e0, a0, extras);
 
         let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
         let m_last = matrix(&dev, run.memory(run.steps), n * s.memory, batch);
@@ -346,7 +346,7 @@ impl ElmLayer {
             let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
-            let g = kernel.backward(&elm_params(&view(&values)), &run, &up, input_grads);
+            let g = kernel.backward(&elm_params(&view(&param_values)), &run, &up, input_grads);
     
             let mut param_grads = vec![&g.w_s];
             for (w, b) in &g.mlp {

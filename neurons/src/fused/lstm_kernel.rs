@@ -1,13 +1,16 @@
 //! The LSTM over a whole sequence. Each step is one product `[W_ih | W_hh]·[x_t ; h_t]`
 //! and a fused pointwise gate step; backward through time is one product `W_hhᵀ·δ` per
 //! step, the pointwise gate gradients, and the weight gradients added while the step's
-//! values are in cache. Units are cut into fixed chunks, each owned by one thread of a
-//! [`team`] for the whole loop, so a step needs one barrier and the numbers do not depend
-//! on the thread count. Gates in PyTorch's order (i, f, g, o); every buffer step-major,
-//! batch last (`[T][rows][B]`), so that a step's values are contiguous.
+//! values are in cache. The step products run on weights packed once per sequence
+//! (`host_op::packed`). Units are cut into fixed chunks that the threads of a [`team`]
+//! claim one at a time at each step, so a step needs one barrier and the numbers do not
+//! depend on the thread count (a chunk computes the same whoever takes it). Gates in
+//! PyTorch's order (i, f, g, o); every buffer step-major, batch last (`[T][rows][B]`), so
+//! that a step's values are contiguous.
 
 use elmlab_kernel::host_op::matmul::{matmul_here, View};
-use super::team::{self, Shared};
+use elmlab_kernel::host_op::packed::PackedRows;
+use super::team::{self, Claims, Shared};
 use super::Real;
 
 /// The parameters, as `torch.nn.LSTM` lays them out.
@@ -18,8 +21,9 @@ pub struct LstmWeights<'a, F> {
     pub b_hh: &'a [F],
 }
 
-/// Units per chunk: 4·64 rows keep the step product near the matmul's full speed
-/// (measured: 158 GFLOP/s at 256 rows, 110 at 128, on one core).
+/// Units per chunk: the weight-gradient product (`gemm`, inner size B) runs at 131–138
+/// GFLOP/s on one core at 4·64 rows, 126 at 4·32, 108 at 4·16 (the packed step products
+/// do not care: 160–164 at any of these); fewer, larger chunks balance less finely.
 const UNITS_PER_CHUNK: usize = 64;
 
 /// What the forward pass keeps for backward: the inputs and states of every step and the
@@ -82,18 +86,20 @@ impl<F: Real> LstmForward<F> {
             row[i..].copy_from_slice(&w.w_hh[g * h..][..h]);
         }
         let bias: Vec<F> = (0..4 * h).map(|r| w.b_ih[gate_major_row(r, h)] + w.b_hh[gate_major_row(r, h)]).collect();
+        let step_weights = PackedRows::new(4 * h, k, View::rows(&packed, k));
         let mut gates = F::scratch(steps * 4 * h * b);
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
+        let claims = Claims::new(steps, chunks);
         {
             let (xh_s, cs_s, gates_s) = (Shared::new(&mut xh), Shared::new(&mut cs), Shared::new(&mut gates));
-            let (packed, bias) = (&packed, &bias);
-            team::run(threads, |rank, barrier| {
+            let (step_weights, bias) = (&step_weights, &bias);
+            team::run(threads, |_, barrier| {
                 for t in 0..steps {
-                    for c in team::owned(rank, threads, chunks) {
+                    for c in claims.take(t) {
                         let units = chunk_units(c, h);
                         let rows = 4 * units.start..4 * units.end;
-                        // SAFETY: step t's rows of this chunk are this thread's alone; [x_t ; h_t]
+                        // SAFETY: step t's rows of chunk c are this thread's alone (it claimed c); [x_t ; h_t]
                         // and c_t were finished before the last barrier and are only read now;
                         // h_{t+1}, c_{t+1} of these units are written here only.
                         let (pre, xh_t, c_prev, c_next, h_next) = unsafe {
@@ -105,7 +111,7 @@ impl<F: Real> LstmForward<F> {
                                 xh_s.write((t + 1) * k * b + (i + units.start) * b..(t + 1) * k * b + (i + units.end) * b),
                             )
                         };
-                        matmul_here(rows.len(), b, k, pre, b, false, View::rows(&packed[rows.start * k..], k), View::rows(xh_t, b));
+                        step_weights.product_here(rows.clone(), b, pre, b, false, View::rows(xh_t, b));
                         gate_step(pre, c_prev, c_next, h_next, &bias[rows], b);
                     }
                     barrier.wait();
@@ -133,45 +139,45 @@ impl<F: Real> LstmForward<F> {
         let (h, i, b, steps) = (self.hidden, self.input, self.batch, self.steps);
         let (k, g) = (i + h, 4 * h);
         // W_hhᵀ `[H, 4H]`: the product that carries δ back to h_{t−1}
-        let mut w_hh_t = vec![F::zero(); h * g];
-        for (u, row) in w_hh_t.chunks_mut(g).enumerate() {
-            row.iter_mut().enumerate().for_each(|(r, v)| *v = self.w[r * k + i + u]);
-        }
+        let w_hh_t = PackedRows::new(h, g, View::transposed(&self.w[i..], k));
         // written completely, step by step, before it is read
         let mut d_pre = F::scratch(steps * g * b);
         let mut d_w = vec![F::zero(); g * k];
-        let mut d_bias = vec![F::zero(); g];
+        // δ summed over the steps lane by lane (one vector add per row and step; a sum along
+        // each row at every step was a serial chain of B additions), then along the rows
+        let mut bias_lanes = vec![F::zero(); g * b];
         let mut d_c = d_c_last[..h * b].to_vec();
         let mut d_h0 = vec![F::zero(); h * b];
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
+        let claims = Claims::new(steps, chunks);
         {
-            let (d_pre_s, d_w_s, d_bias_s) = (Shared::new(&mut d_pre), Shared::new(&mut d_w), Shared::new(&mut d_bias));
+            let (d_pre_s, d_w_s, bias_lanes_s) = (Shared::new(&mut d_pre), Shared::new(&mut d_w), Shared::new(&mut bias_lanes));
             let (d_c_s, d_h0_s) = (Shared::new(&mut d_c), Shared::new(&mut d_h0));
             let w_hh_t = &w_hh_t;
             team::run(threads, |rank, barrier| {
                 let mut carry = vec![F::zero(); UNITS_PER_CHUNK * b];
                 for t in (0..steps).rev() {
-                    for c in team::owned(rank, threads, chunks) {
+                    for c in claims.take(t) {
                         let hu = chunk_units(c, h);
                         let rows = 4 * hu.start..4 * hu.end;
                         let carry = &mut carry[..hu.len() * b];
                         if t + 1 < steps {
                             // SAFETY: δ_{t+1} (all rows) was finished before the last barrier and is only read now
                             let d_next = unsafe { d_pre_s.read((t + 1) * g * b..(t + 2) * g * b) };
-                            matmul_here(hu.len(), b, g, carry, b, false, View::rows(&w_hh_t[hu.start * g..], g), View::rows(d_next, b));
+                            w_hh_t.product_here(hu.clone(), b, carry, b, false, View::rows(d_next, b));
                         } else {
                             carry.fill(F::zero());
                         }
-                        // SAFETY: these units' rows of step t and of the running d_c, the
-                        // weight-gradient rows and bias entries of these units are this
-                        // thread's alone.
-                        let (d_pre_t, d_c, d_w, d_bias) = unsafe {
+                        // SAFETY: chunk c is this thread's alone at step t (it claimed c): its
+                        // units' rows of step t, of the running d_c, of the weight gradient
+                        // and of the bias sums.
+                        let (d_pre_t, d_c, d_w, lanes) = unsafe {
                             (
                                 d_pre_s.write(t * g * b + rows.start * b..t * g * b + rows.end * b),
                                 d_c_s.write(hu.start * b..hu.end * b),
                                 d_w_s.write(rows.start * k..rows.end * k),
-                                d_bias_s.write(rows.clone()),
+                                bias_lanes_s.write(rows.start * b..rows.end * b),
                             )
                         };
                         let gates = &self.gates[t * g * b + rows.start * b..t * g * b + rows.end * b];
@@ -181,9 +187,7 @@ impl<F: Real> LstmForward<F> {
                         // the weight gradients of these rows, while δ_t and [x_t ; h_t] are in cache
                         let xh_t = &self.xh[t * k * b..(t + 1) * k * b];
                         matmul_here(rows.len(), k, b, d_w, k, t + 1 < steps, View::rows(d_pre_t, b), View::transposed(xh_t, b));
-                        for (sum, row) in d_bias.iter_mut().zip(d_pre_t.chunks(b)) {
-                            *sum += row.iter().fold(F::zero(), |a, &v| a + v);
-                        }
+                        lanes.iter_mut().zip(d_pre_t.iter()).for_each(|(sum, &d)| *sum += d);
                     }
                     barrier.wait();
                 }
@@ -192,10 +196,11 @@ impl<F: Real> LstmForward<F> {
                     let hu = chunk_units(c, h);
                     // SAFETY: δ_0 is only read now; these rows of dh_0 are this thread's
                     let (d_first, d_h0) = unsafe { (d_pre_s.read(0..g * b), d_h0_s.write(hu.start * b..hu.end * b)) };
-                    matmul_here(hu.len(), b, g, d_h0, b, false, View::rows(&w_hh_t[hu.start * g..], g), View::rows(d_first, b));
+                    w_hh_t.product_here(hu, b, d_h0, b, false, View::rows(d_first, b));
                 }
             });
         }
+        let d_bias: Vec<F> = bias_lanes.chunks(b.max(1)).map(|row| row.iter().fold(F::zero(), |a, &v| a + v)).collect();
         let inputs = if input_grads { self.input_grads(&d_pre) } else { Vec::new() };
         let (mut w_ih, mut w_hh, mut bias) = (vec![F::zero(); g * i], vec![F::zero(); g * h], vec![F::zero(); g]);
         for r in 0..g {
@@ -266,9 +271,14 @@ fn gate_step<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mu
 /// checking that eight slices do not overlap, and the step ran scalar).
 const LANES: usize = 16;
 
-/// Copies up to `LANES` values from `from` into a block (the rest stay zero).
+/// Copies up to `LANES` values from `from` into a block (the rest stay zero). A full
+/// block is one fixed-size copy (vector moves); only a batch's last, partial block pays
+/// for a copy of variable length (a `memcpy` call, which had made the gate steps 3× slower).
 #[inline(always)]
 fn load<F: Real>(from: &[F]) -> [F; LANES] {
+    if let Ok(full) = <[F; LANES]>::try_from(from) {
+        return full;
+    }
     let mut block = [F::zero(); LANES];
     block[..from.len()].copy_from_slice(from);
     block
@@ -276,6 +286,10 @@ fn load<F: Real>(from: &[F]) -> [F; LANES] {
 
 #[inline(always)]
 fn store<F: Real>(to: &mut [F], block: &[F; LANES]) {
+    if let Ok(full) = <&mut [F; LANES]>::try_from(&mut *to) {
+        *full = *block;
+        return;
+    }
     let n = to.len();
     to.copy_from_slice(&block[..n]);
 }

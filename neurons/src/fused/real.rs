@@ -1,6 +1,7 @@
 //! The scalar the fused kernels compute in: `f32` in training, `f64` in the tests that
 //! check the kernels against finite differences.
 
+use elmlab_kernel::host_op::exp::exp_f32;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
 pub trait Real:
@@ -132,28 +133,4 @@ const SPARE_BUFFERS: usize = 8;
 
 thread_local! {
     static SPARE: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `e^x` in f32 without a libm call, so that loops over many values vectorise: `x = k·ln 2 + r`
-/// with `|r| ≤ ln 2 / 2`, the Taylor polynomial of degree 7 for `e^r` (truncation below
-/// 1e-8 relative), and `2^k` built from its exponent bits. Inputs are clamped to
-/// [−87, 88] (`e^x` there is within f32's normal range); within 3e-7 relative of `exp`
-/// (checked in the tests).
-#[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two (high and low part) for a more precise reduction
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // adding and subtracting 1.5·2^23 rounds to the nearest integer
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * LOG2E + ROUND;
-    let k = shifted - ROUND;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    // k as an integer from the low bits of `shifted` (not a float-to-int cast, whose
-    // saturating semantics kept loops from vectorising)
-    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }

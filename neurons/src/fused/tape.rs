@@ -20,7 +20,8 @@ pub struct Detached {
 pub fn detach(inputs: Vec<Traced>, state: LayerState) -> Detached {
     let mut tape = Tape::default();
     let mut plain = |t: Traced| {
-        let (value, t_tape) = t.split_tape();
+        // row-major, so that dfdx's gradient buffer for it is laid out like its values
+        let (value, t_tape) = t.contiguous().split_tape();
         tape = std::mem::take(&mut tape).merge(t_tape);
         value
     };

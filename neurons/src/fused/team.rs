@@ -1,7 +1,8 @@
-//! A fixed team of threads for the time loops of the fused layers. Each thread owns the
-//! same rows at every step, so a step needs one barrier and no task hand-out; the barrier
-//! spins, because waking a sleeping pool worker at every step of a recurrent loop cost
-//! tens of microseconds per step (measured with rayon on two cores).
+//! A fixed team of threads for the time loops of the fused layers. The pieces of a step are
+//! either owned (the same thread at every step) or claimed (taken one at a time from a
+//! counter, [`Claims`]); a step ends at one barrier. The barrier spins, because waking a
+//! sleeping pool worker at every step of a recurrent loop cost tens of microseconds per
+//! step (measured with rayon on two cores).
 
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -84,6 +85,32 @@ pub fn run<R: Send>(threads: usize, work: impl Fn(usize, &Barrier) -> R + Sync) 
         }
         results
     })
+}
+
+/// Pieces of work handed out one at a time within each round (step) of a loop: a thread
+/// takes the next piece when it has finished one, so a thread whose core runs slower (a
+/// neighbour on the host: measured up to a third slower for seconds) does fewer pieces
+/// instead of holding the others at the barrier. A piece must compute the same numbers
+/// whichever thread takes it.
+pub struct Claims {
+    next: Vec<AtomicUsize>,
+    pieces: usize,
+}
+
+impl Claims {
+    pub fn new(rounds: usize, pieces: usize) -> Self {
+        Claims { next: (0..rounds).map(|_| AtomicUsize::new(0)).collect(), pieces }
+    }
+
+    /// The pieces this thread takes in `round`; each piece of a round goes to one thread.
+    /// (What a piece wrote reaches the others through the barrier that ends the round.)
+    pub fn take(&self, round: usize) -> impl Iterator<Item = usize> + '_ {
+        let next = &self.next[round];
+        std::iter::from_fn(move || {
+            let piece = next.fetch_add(1, Ordering::Relaxed);
+            (piece < self.pieces).then_some(piece)
+        })
+    }
 }
 
 /// The pieces `0..chunks` that thread `rank` of `threads` owns (every `threads`-th).
@@ -179,5 +206,27 @@ mod tests {
             owned(rank, 3, 10).for_each(|c| count[c] += 1);
         }
         assert_eq!(count, vec![1; 10]);
+    }
+
+    /// Three threads claiming over 50 rounds: every piece of every round is taken by
+    /// exactly one thread, and no thread takes a piece of a round it has left.
+    #[test]
+    fn claims_hand_each_piece_of_each_round_to_one_thread() {
+        let (rounds, pieces) = (50, 7);
+        let claims = Claims::new(rounds, pieces);
+        let taken: Vec<Vec<Vec<usize>>> = run(3, |_, barrier| {
+            (0..rounds)
+                .map(|r| {
+                    let mine: Vec<usize> = claims.take(r).collect();
+                    barrier.wait();
+                    mine
+                })
+                .collect()
+        });
+        for r in 0..rounds {
+            let mut all: Vec<usize> = taken.iter().flat_map(|per_thread| per_thread[r].iter().copied()).collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..pieces).collect::<Vec<_>>(), "round {r}");
+        }
     }
 }

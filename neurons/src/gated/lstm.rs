@@ -11,7 +11,7 @@ use elmlab_kernel::neuron::{step_by_step, ForwardContext, LayerPlan, LayerState,
 use elmlab_kernel::params::ParamStore;
 use elmlab_kernel::registry::NeuronEntry;
 use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::tensor::{device, fork, matrix, Matrix, Traced};
+use elmlab_kernel::tensor::{device, fork, matrix, values, Matrix, Traced};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -83,11 +83,11 @@ impl LstmLayer {
         let d = detach(inputs, state);
         let batch = d.inputs[0].shape().1;
         let params: Vec<Matrix> = [W_IH, W_HH, B_IH, B_HH].iter().map(|n| p.get(n).value.clone()).collect();
-        let values: Vec<Vec<f32>> = params.iter().map(|m| m.as_vec()).collect();
-        let xs: Vec<Vec<f32>> = d.inputs.iter().map(|x| x.as_vec()).collect();
+        let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
+        let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
         let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
-        let weights = LstmWeights { w_ih: &values[0], w_hh: &values[1], b_ih: &values[2], b_hh: &values[3] };
-        let run = LstmForward::run(&weights, h, self.input, batch, &x_refs, &d.state[0].as_vec(), &d.state[1].as_vec());
+        let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
+        let run = LstmForward::run(&weights, h, self.input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1]));
         let steps = xs.len();
         let outputs: Vec<Matrix> = (1..=steps).map(|t| matrix(&dev, run.h(t), h, batch)).collect();
         let c_last = matrix(&dev, run.c(steps), h, batch);
