@@ -100,12 +100,11 @@ pub fn affine_columns(weight: &Matrix, bias: &Matrix, parts: Vec<Traced>) -> Tra
         add_grad(grads, &bias, &d_b)?;
         let mut d_a = vec![0.0f32; units * total];
         matmul(units, total, classes, &mut d_a, total, false, View::transposed(&w, units), View::rows(&g, total));
-        let mut offset = 0;
+        let (mut offset, mut piece) = (0, Vec::new());
         for (part, &cols) in plain.iter().zip(&widths) {
-            let g = grads.get_or_alloc_mut(part)?;
-            for (r, row) in g.chunks_exact_mut(cols.max(1)).enumerate() {
-                row.iter_mut().zip(&d_a[r * total + offset..][..cols]).for_each(|(g, d)| *g += d);
-            }
+            piece.clear();
+            (0..units).for_each(|r| piece.extend_from_slice(&d_a[r * total + offset..][..cols]));
+            add_grad(grads, part, &piece)?;
             offset += cols;
         }
         Ok(())
