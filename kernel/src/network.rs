@@ -260,12 +260,25 @@ impl Network {
         let mut xs: Vec<Traced> = (0..batch.steps).map(|t| trace(&self.encode_step(&dev, batch, t))).collect();
         let mut leftovers = Vec::new();
         let mut final_state = Vec::with_capacity(self.layers.len());
-        for (layer, start) in self.layers.iter().zip(initial) {
+        // the last layer's outputs as one step-major block, where the output map takes them whole
+        let whole = loss_at == LossAt::EveryStep && host_op::AVAILABLE && ctx.recorder.is_none();
+        let mut stacked = None;
+        for (index, (layer, start)) in self.layers.iter().zip(initial).enumerate() {
             let state = start.iter().map(trace).collect();
-            let out = bridge(|| layer.sequence(&self.params, ctx, xs, state));
-            xs = out.outputs;
+            let mut out = bridge(|| layer.sequence(&self.params, ctx, xs, state));
             final_state.push(out.state.iter().map(|s| s.retaped::<NoneTape>()).collect());
-            leftovers.extend(out.state);
+            leftovers.extend(std::mem::take(&mut out.state));
+            if whole && index + 1 == self.layers.len() && out.stacked.is_some() {
+                stacked = out.stacked;
+                xs = Vec::new();
+            } else {
+                xs = out.into_steps(batch.steps).0;
+            }
+        }
+        let (weight, bias) = (&self.params.get("output.weight").value, &self.params.get("output.bias").value);
+        if let Some(all) = stacked {
+            let logits = vec![host_op::affine_stacked(weight, bias, all, batch.steps)];
+            return ForwardPass { logits, final_state, leftovers };
         }
         let read: Vec<Traced> = match loss_at {
             LossAt::LastStep => xs.pop().into_iter().collect(),
@@ -273,7 +286,7 @@ impl Network {
         };
         let logits: Vec<Traced> = if read.len() > 1 && host_op::AVAILABLE && ctx.recorder.is_none() {
             // every read step through one product and one loss (one op each instead of one per step)
-            vec![host_op::affine_columns(&self.params.get("output.weight").value, &self.params.get("output.bias").value, read)]
+            vec![host_op::affine_columns(weight, bias, read)]
         } else {
             let logits: Vec<Traced> = read.into_iter().map(|a| self.output_map(a, batch.batch)).collect();
             for l in &logits {

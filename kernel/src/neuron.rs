@@ -5,6 +5,7 @@ use crate::connectivity::Connectivity;
 use crate::error::PluginError;
 use crate::params::ParamStore;
 use crate::tensor::{Matrix, Traced, TracedScalar};
+use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
 /// What the network around the neuron model looks like.
@@ -118,11 +119,47 @@ pub type LayerState = Vec<Traced>;
 /// What a layer produces over a sequence.
 pub struct SequenceOutput {
     /// One `[units, batch]` output per step. Each carries a fresh tape: the history of the
-    /// outputs travels with `state`.
+    /// outputs travels with `state`. Empty when `stacked` holds the outputs.
     pub outputs: Vec<Traced>,
+    /// Or every step's output in one `[steps·units, batch]` matrix, step-major (rows
+    /// `t·units..(t+1)·units` are step `t`), on a fresh tape: what a fused layer has
+    /// without cutting it into per-step tensors. The network maps it to logits whole, or
+    /// cuts it ([`SequenceOutput::into_steps`]) where per-step outputs are needed.
+    pub stacked: Option<Traced>,
     /// The state after the last step; it holds the history of the whole sequence, and
     /// the caller must merge its tape into the loss.
     pub state: LayerState,
+}
+
+impl SequenceOutput {
+    /// Outputs one per step.
+    pub fn per_step(outputs: Vec<Traced>, state: LayerState) -> Self {
+        SequenceOutput { outputs, stacked: None, state }
+    }
+
+    /// Every step's output in one step-major block of `steps` steps.
+    pub fn stacked(all: Traced, state: LayerState) -> Self {
+        SequenceOutput { outputs: Vec::new(), stacked: Some(all), state }
+    }
+
+    /// The outputs one per step (`[units, batch]` each), cutting a stacked block into
+    /// `steps` row blocks (slices on the tape: their gradients reach the block).
+    pub fn into_steps(self, steps: usize) -> (Vec<Traced>, LayerState) {
+        match self.stacked {
+            None => (self.outputs, self.state),
+            Some(all) => {
+                let rows = all.shape().0 / steps.max(1);
+                let (value, tape) = all.split_tape();
+                let mut outputs: Vec<Traced> = (0..steps).map(|t| value.retaped::<crate::tensor::Tape>().slice((t * rows..(t + 1) * rows, ..))).collect();
+                // the block came on a fresh tape; whatever it holds goes with the first step
+                if let Some(first) = outputs.first_mut() {
+                    let (v, own) = std::mem::replace(first, value.retaped()).split_tape();
+                    *first = v.put_tape(own.merge(tape));
+                }
+                (outputs, self.state)
+            }
+        }
+    }
 }
 
 /// One recurrent layer of a built network. Not `Send`: dfdx's CUDA device (it holds a raw
@@ -169,5 +206,30 @@ pub fn step_by_step<L: RecurrentLayer + ?Sized>(layer: &L, params: &ParamStore, 
             state.insert(0, crate::tensor::absorb(first, keep));
         }
     }
-    SequenceOutput { outputs, state }
+    SequenceOutput::per_step(outputs, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{device, matrix, trace};
+
+    /// Cutting a stacked block into steps gives each step's rows, and the gradients of
+    /// the steps reach the block in its rows.
+    #[test]
+    fn into_steps_cuts_rows_and_returns_their_gradients() {
+        let dev = device();
+        let block = matrix(&dev, (0..12).map(|v| v as f32).collect(), 6, 2); // 3 steps × [2, 2]
+        let (steps, _) = SequenceOutput::stacked(trace(&block), Vec::new()).into_steps(3);
+        assert_eq!(steps.iter().map(|s| s.as_vec()).collect::<Vec<_>>(), vec![vec![0.0, 1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0, 7.0], vec![8.0, 9.0, 10.0, 11.0]]);
+        // loss Σ_t (t+1)·Σ step_t: the block's gradient is t+1 on step t's rows
+        let mut steps = steps.into_iter().enumerate();
+        let (_, first) = steps.next().unwrap();
+        let mut loss = first.sum::<(), _>();
+        for (t, step) in steps {
+            loss = loss + step.sum::<(), _>() * (t + 1) as f32;
+        }
+        let grads = loss.backward();
+        assert_eq!(grads.get(&block).as_vec(), vec![1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]);
+    }
 }

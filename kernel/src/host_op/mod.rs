@@ -10,6 +10,7 @@ pub mod packed;
 
 use crate::tensor::{device, matrix, values, values_into, Dev, Matrix, Tape, Traced, TracedScalar};
 use matmul::{matmul, matmul_here, View};
+use packed::PackedRows;
 use dfdx::prelude::*;
 use dfdx::tensor::Tape as _;
 
@@ -108,6 +109,71 @@ pub fn affine_columns(weight: &Matrix, bias: &Matrix, parts: Vec<Traced>) -> Tra
             offset += cols;
         }
         Ok(())
+    });
+    result.put_tape(tape)
+}
+
+/// `W·a_t + b` for each step `t` of a step-major block `all` (`[steps·units, batch]`, rows
+/// `t·units..` are step `t`), as one traced value `[classes, steps·batch]` (column `t·B + s`):
+/// the output map of a whole sequence that a layer handed over in one block, without
+/// cutting it into per-step tensors. Steps are split over two threads, each step's product
+/// on `W` packed once; every output is one sum in a fixed order.
+pub fn affine_stacked(weight: &Matrix, bias: &Matrix, all: Traced, steps: usize) -> Traced {
+    assert!(AVAILABLE, "affine_stacked is a host operation");
+    let (classes, units) = *weight.shape();
+    let (rows, batch) = *all.shape();
+    assert_eq!(rows, steps * units, "affine_stacked: {steps} steps of {units} rows expected, got {rows} rows");
+    let total = steps * batch;
+    // row-major, so that dfdx's gradient buffer for it is laid out like its values
+    let (value, tape) = all.contiguous().split_tape();
+    let y = values(&value);
+    let (w, b) = (values(weight), values(bias));
+    assert_eq!(b.len(), classes, "affine_stacked: {classes} biases expected");
+    let packed_w = PackedRows::new(classes, units, View::rows(&w, units));
+    // per step `[classes][batch]` blocks, then laid out as columns
+    let mut blocks = vec![0.0f32; steps * classes * batch];
+    let half = steps.div_ceil(2);
+    let (first, second) = blocks.split_at_mut(half * classes * batch);
+    let map = |from: usize, out: &mut [f32]| {
+        for (n, block) in out.chunks_exact_mut((classes * batch).max(1)).enumerate() {
+            let t = from + n;
+            packed_w.product_here(0..classes, batch, block, batch, false, View::rows(&y[t * units * batch..], batch));
+        }
+    };
+    rayon::join(|| map(0, first), || map(half, second));
+    let mut out = vec![0.0f32; classes * total];
+    for (t, block) in blocks.chunks_exact((classes * batch).max(1)).enumerate() {
+        for (c, row) in block.chunks_exact(batch.max(1)).enumerate() {
+            out[c * total + t * batch..][..batch].iter_mut().zip(row).for_each(|(o, &v)| *o = v + b[c]);
+        }
+    }
+    let result = matrix(&device(), out, classes, total);
+    let (key, weight, bias) = (result.clone(), weight.clone(), bias.clone());
+    let mut tape = tape;
+    tape.add_backward_op(move |grads| {
+        let g = grad_of(grads, &key)?;
+        // the gradient of step t is columns t·B.. of g: a view with row stride `total`
+        let step_grad = |t: usize| View { data: &g[t * batch..], row: total, col: 1 };
+        let packed_wt = PackedRows::new(units, classes, View::transposed(&w, units));
+        let mut d_y = vec![0.0f32; steps * units * batch];
+        // dW as two partial sums over the halves of the steps, added in a fixed order
+        let (mut d_w, mut d_w_second) = (vec![0.0f32; classes * units], vec![0.0f32; classes * units]);
+        let (y_first, y_second) = d_y.split_at_mut(half * units * batch);
+        let backward = |from: usize, d_y: &mut [f32], d_w: &mut [f32]| {
+            for (n, d_y_t) in d_y.chunks_exact_mut((units * batch).max(1)).enumerate() {
+                let t = from + n;
+                packed_wt.product_here(0..units, batch, d_y_t, batch, false, step_grad(t));
+                matmul_here(classes, units, batch, d_w, units, n > 0, step_grad(t), View::transposed(&y[t * units * batch..], batch));
+            }
+        };
+        rayon::join(|| backward(0, y_first, &mut d_w), || backward(half, y_second, &mut d_w_second));
+        if steps > half {
+            d_w.iter_mut().zip(&d_w_second).for_each(|(a, b)| *a += b);
+        }
+        add_grad(grads, &weight, &d_w)?;
+        let d_b: Vec<f32> = g.chunks(total.max(1)).map(sum_in_lanes).collect();
+        add_grad(grads, &bias, &d_b)?;
+        add_grad(grads, &value, &d_y)
     });
     result.put_tape(tape)
 }
@@ -247,5 +313,29 @@ mod tests {
         let g_plain = (plain * r).sum::<(), _>().backward().get(&part_rows).as_vec();
         // the gradient of the source is the transpose of the part's
         assert_eq!(g_viewed, vec![g_plain[0], g_plain[2], g_plain[4], g_plain[1], g_plain[3], g_plain[5]]);
+    }
+
+    /// The output map of a step-major block equals the output map of the same steps as
+    /// separate parts (checked against loops above): values and every gradient, for an odd
+    /// number of steps (unequal halves) and a batch that is not a multiple of 16.
+    #[test]
+    fn affine_stacked_equals_affine_columns_of_the_steps() {
+        let dev = device();
+        let (classes, units, batch, steps) = (5, 11, 3, 7);
+        let val = |n: usize, k: usize| (0..n).map(|i| ((i * k % 97) as f32 - 48.0) / 40.0).collect::<Vec<f32>>();
+        let (w, bias, y) = (matrix(&dev, val(classes * units, 13), classes, units), matrix(&dev, val(classes, 7), classes, 1), val(steps * units * batch, 31));
+        let all = matrix(&dev, y.clone(), steps * units, batch);
+        let parts: Vec<Matrix> = (0..steps).map(|t| matrix(&dev, y[t * units * batch..][..units * batch].to_vec(), units, batch)).collect();
+        let r = matrix(&dev, val(classes * steps * batch, 17), classes, steps * batch);
+        let stacked = affine_stacked(&w, &bias, trace(&all), steps);
+        let columns = affine_columns(&w, &bias, parts.iter().map(trace).collect());
+        let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+        assert!(close(&stacked.as_vec(), &columns.as_vec()));
+        let g_stacked = (stacked * r.clone()).sum::<(), _>().backward();
+        let g_columns = (columns * r).sum::<(), _>().backward();
+        assert!(close(&g_stacked.get(&w).as_vec(), &g_columns.get(&w).as_vec()));
+        assert!(close(&g_stacked.get(&bias).as_vec(), &g_columns.get(&bias).as_vec()));
+        let d_parts: Vec<f32> = parts.iter().flat_map(|p| g_columns.get(p).as_vec()).collect();
+        assert!(close(&g_stacked.get(&all).as_vec(), &d_parts));
     }
 }

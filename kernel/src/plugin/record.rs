@@ -9,8 +9,9 @@ use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
 
 /// Version of the entry-point contract (the symbols and the types they exchange).
-/// Raise it whenever `HostContext`, `PluginEntries` or the entry symbols change.
-pub const ENTRY_ABI_VERSION: u32 = 1;
+/// Raise it whenever `HostContext`, `PluginEntries`, the entry symbols or the types a
+/// plugin's layers exchange with the host change (2: `SequenceOutput` gained `stacked`).
+pub const ENTRY_ABI_VERSION: u32 = 2;
 
 /// Features that change types or code shared across the boundary.
 fn features() -> String {
@@ -31,6 +32,7 @@ fn layout() -> String {
         size_of::<crate::tensor::Traced>(),
         size_of::<crate::task::Batch>(),
         size_of::<crate::neuron::ForwardContext>(),
+        size_of::<crate::neuron::SequenceOutput>(),
         size_of::<rand_chacha::ChaCha8Rng>(),
         size_of::<crate::registry::NeuronEntry>(),
     ];

@@ -295,7 +295,7 @@ impl RecurrentLayer for ElmLayer {
                 state = next;
                 outputs.push(out);
             }
-            (SequenceOutput { outputs, state }, extras.abs_delta, extras.activity)
+            (SequenceOutput::per_step(outputs, state), extras.abs_delta, extras.activity)
         };
         if let Some(sum) = abs_delta {
             // mean over neurons of (mean over steps and memory units of |Δ|)², averaged over the batch

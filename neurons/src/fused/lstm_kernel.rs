@@ -126,16 +126,23 @@ impl<F: Real> LstmForward<F> {
         let (k, b) = (self.input + self.hidden, self.batch);
         self.xh[t * k * b + self.input * b..(t + 1) * k * b].to_vec()
     }
+    /// The outputs `h_1..h_T` as one step-major block `[T][H][B]`.
+    pub fn outputs(&self) -> Vec<F> {
+        let (k, b, hb) = (self.input + self.hidden, self.batch, self.hidden * self.batch);
+        let mut all = Vec::with_capacity(self.steps * hb);
+        (1..=self.steps).for_each(|t| all.extend_from_slice(&self.xh[t * k * b + self.input * b..][..hb]));
+        all
+    }
     /// `c_t` (`t` in `0..=T`) as `[H, B]`.
     pub fn c(&self, t: usize) -> Vec<F> {
         let hb = self.hidden * self.batch;
         self.cs[t * hb..(t + 1) * hb].to_vec()
     }
 
-    /// Backward through time from the gradients of the outputs `h_1..h_T` (`d_h[t]` for
-    /// `h_{t+1}`) and of the final cell state. The inputs' gradients are formed only with
-    /// `input_grads` (a first layer reads data, which needs none).
-    pub fn backward(&self, d_h: &[Vec<F>], d_c_last: &[F], input_grads: bool) -> LstmGrads<F> {
+    /// Backward through time from the gradients of the outputs `h_1..h_T` (one step-major
+    /// block `[T][H][B]`, step `t` for `h_{t+1}`) and of the final cell state. The inputs'
+    /// gradients are formed only with `input_grads` (a first layer reads data, which needs none).
+    pub fn backward(&self, d_h: &[F], d_c_last: &[F], input_grads: bool) -> LstmGrads<F> {
         let (h, i, b, steps) = (self.hidden, self.input, self.batch, self.steps);
         let (k, g) = (i + h, 4 * h);
         // W_hhᵀ `[H, 4H]`: the product that carries δ back to h_{t−1}
@@ -183,7 +190,7 @@ impl<F: Real> LstmForward<F> {
                         let gates = &self.gates[t * g * b + rows.start * b..t * g * b + rows.end * b];
                         let c_prev = &self.cs[t * h * b + hu.start * b..t * h * b + hu.end * b];
                         let c_next = &self.cs[(t + 1) * h * b + hu.start * b..(t + 1) * h * b + hu.end * b];
-                        gate_step_backward(d_pre_t, d_c, gates, c_prev, c_next, &d_h[t][hu.start * b..hu.end * b], carry, b);
+                        gate_step_backward(d_pre_t, d_c, gates, c_prev, c_next, &d_h[t * h * b + hu.start * b..t * h * b + hu.end * b], carry, b);
                         // the weight gradients of these rows, while δ_t and [x_t ; h_t] are in cache
                         let xh_t = &self.xh[t * k * b..(t + 1) * k * b];
                         matmul_here(rows.len(), k, b, d_w, k, t + 1 < steps, View::rows(d_pre_t, b), View::transposed(xh_t, b));

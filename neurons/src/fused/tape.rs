@@ -34,9 +34,17 @@ pub fn detach(inputs: Vec<Traced>, state: LayerState) -> Detached {
 /// already added) on the first state matrix, as [`SequenceOutput`] requires.
 pub fn finish(tape: Tape, outputs: &[Matrix], state: Vec<Matrix>) -> SequenceOutput {
     let outputs = outputs.iter().map(|o| o.retaped::<Tape>()).collect();
+    SequenceOutput::per_step(outputs, with_history(tape, state))
+}
+
+/// [`finish`] for a layer whose outputs are one step-major block `[steps·units, batch]`.
+pub fn finish_stacked(tape: Tape, all: &Matrix, state: Vec<Matrix>) -> SequenceOutput {
+    SequenceOutput::stacked(all.retaped::<Tape>(), with_history(tape, state))
+}
+
+fn with_history(tape: Tape, state: Vec<Matrix>) -> Vec<Traced> {
     assert!(!state.is_empty(), "a fused layer keeps its history on its state");
     let mut state = state.into_iter();
     let first = state.next().map(|s| s.put_tape(tape));
-    let state = first.into_iter().chain(state.map(|s| s.retaped::<Tape>())).collect();
-    SequenceOutput { outputs, state }
+    first.into_iter().chain(state.map(|s| s.retaped::<Tape>())).collect()
 }

@@ -160,7 +160,7 @@ fn lstm_kernel_gradients_equal_finite_differences_in_f64() {
     };
     let w = LstmWeights { w_ih: &vars[0], w_hh: &vars[1], b_ih: &vars[2], b_hh: &vars[3] };
     let xs: Vec<&[f64]> = vars[4..4 + t].iter().map(|x| x.as_slice()).collect();
-    let g = LstmForward::run(&w, h, i, b, &xs, &vars[4 + t], &vars[5 + t]).backward(&r, &s, true);
+    let g = LstmForward::run(&w, h, i, b, &xs, &vars[4 + t], &vars[5 + t]).backward(&r.concat(), &s, true);
     let mut analytic: Vec<Vec<f64>> = vec![g.w_ih, g.w_hh, g.bias.clone(), g.bias];
     analytic.extend(g.inputs);
     analytic.push(g.h0);

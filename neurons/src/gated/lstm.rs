@@ -4,7 +4,7 @@ use super::{affine, gate_blocks, gated_plan, init_gated};
 use elmlab_kernel::connectivity::Connectivity;
 use elmlab_kernel::error::PluginError;
 use crate::fused::lstm_kernel::{LstmForward, LstmWeights};
-use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use crate::fused::tape::{add_grad, detach, finish_stacked, grad_of};
 use crate::fused::{Path, PATH_FIELD};
 use elmlab_kernel::dfdx::prelude::*;
 use elmlab_kernel::neuron::{step_by_step, ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer, SequenceOutput};
@@ -89,13 +89,17 @@ impl LstmLayer {
         let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
         let run = LstmForward::run(&weights, h, self.input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1]));
         let steps = xs.len();
-        let outputs: Vec<Matrix> = (1..=steps).map(|t| matrix(&dev, run.h(t), h, batch)).collect();
-        let c_last = matrix(&dev, run.c(steps), h, batch);
+        // the outputs as one step-major block [T·H, B]; the state h is h_T again, a tensor
+        // of its own whose gradient joins step T's
+        let all = matrix(&dev, run.outputs(), steps * h, batch);
+        let (h_last, c_last) = (matrix(&dev, run.h(steps), h, batch), matrix(&dev, run.c(steps), h, batch));
         let start = d.state;
-        let (outs, c_key) = (outputs.clone(), c_last.clone());
+        let (all_key, h_key, c_key) = (all.clone(), h_last.clone(), c_last.clone());
         let mut tape = d.tape;
         tape.add_backward_op(move |grads| {
-            let d_h = outs.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
+            let mut d_h = grad_of(grads, &all_key)?;
+            let d_h_last = grad_of(grads, &h_key)?;
+            d_h[(steps - 1) * h * batch..].iter_mut().zip(&d_h_last).for_each(|(d, e)| *d += e);
             let d_c = grad_of(grads, &c_key)?;
             // an LSTM is its network's first layer: its inputs are data and need no gradients
             let g = run.backward(&d_h, &d_c, false);
@@ -105,9 +109,7 @@ impl LstmLayer {
             add_grad(grads, &start[0], &g.h0)?;
             add_grad(grads, &start[1], &g.c0)
         });
-        // The last output and the state `h` are one tensor, as on the step path.
-        let h_last = outputs.last().expect("a non-empty sequence").clone();
-        finish(tape, &outputs, vec![h_last, c_last])
+        finish_stacked(tape, &all, vec![h_last, c_last])
     }
 }
 
