@@ -111,8 +111,9 @@ pub fn save_weights(path: &Path, store: &ParamStore, config_ron: &str, step: u64
 pub fn save_optimizer(path: &Path, opt: &Optimizer, store: &ParamStore) -> Result<(), RunError> {
     let mut tensors = Vec::new();
     for (i, p) in store.iter().enumerate() {
-        tensors.push((format!("m.{}", p.name), p.shape.clone(), BufferValues::F32(opt.m[i].as_vec())));
-        tensors.push((format!("v.{}", p.name), p.shape.clone(), BufferValues::F32(opt.v[i].as_vec())));
+        let (m, v) = opt.moments(i);
+        tensors.push((format!("m.{}", p.name), p.shape.clone(), BufferValues::F32(m)));
+        tensors.push((format!("v.{}", p.name), p.shape.clone(), BufferValues::F32(v)));
     }
     save_tensors(path, &tensors, HashMap::from([("updates".to_string(), opt.updates.to_string())]))
 }
@@ -126,17 +127,17 @@ pub fn load_optimizer(path: &Path, opt: &mut Optimizer, store: &ParamStore) -> R
             BufferValues::I64(_) => None,
         })
         .collect();
-    let dev = device();
     for (i, p) in store.iter().enumerate() {
-        for (slot, prefix) in [(&mut opt.m[i], "m."), (&mut opt.v[i], "v.")] {
+        let mut moments = Vec::with_capacity(2);
+        for prefix in ["m.", "v."] {
             let key = format!("{prefix}{}", p.name);
             let values = by_name.get(key.as_str()).ok_or_else(|| RunError::Checkpoint(format!("{}: missing `{key}`", path.display())))?;
             if values.len() != p.numel() {
                 return Err(RunError::Checkpoint(format!("{}: `{key}` has {} values, expected {}", path.display(), values.len(), p.numel())));
             }
-            let (rows, cols) = (p.value.shape().0, p.value.shape().1);
-            *slot = matrix(&dev, (*values).clone(), rows, cols);
+            moments.push(*values);
         }
+        opt.set_moments(i, moments[0], moments[1]);
     }
     opt.updates = meta.get("updates").and_then(|u| u.parse().ok()).ok_or_else(|| RunError::Checkpoint(format!("{}: no update count", path.display())))?;
     Ok(())
