@@ -137,7 +137,7 @@ impl SequenceOutput {
         SequenceOutput { outputs, stacked: None, state }
     }
 
-    /// Every step's output in one step-major block of `steps` steps.
+    /// Every step's output in one step-major block `[steps·units, batch]`.
     pub fn stacked(all: Traced, state: LayerState) -> Self {
         SequenceOutput { outputs: Vec::new(), stacked: Some(all), state }
     }
@@ -145,20 +145,22 @@ impl SequenceOutput {
     /// The outputs one per step (`[units, batch]` each), cutting a stacked block into
     /// `steps` row blocks (slices on the tape: their gradients reach the block).
     pub fn into_steps(self, steps: usize) -> (Vec<Traced>, LayerState) {
-        match self.stacked {
-            None => (self.outputs, self.state),
-            Some(all) => {
-                let rows = all.shape().0 / steps.max(1);
-                let (value, tape) = all.split_tape();
-                let mut outputs: Vec<Traced> = (0..steps).map(|t| value.retaped::<crate::tensor::Tape>().slice((t * rows..(t + 1) * rows, ..))).collect();
-                // the block came on a fresh tape; whatever it holds goes with the first step
-                if let Some(first) = outputs.first_mut() {
-                    let (v, own) = std::mem::replace(first, value.retaped()).split_tape();
-                    *first = v.put_tape(own.merge(tape));
-                }
-                (outputs, self.state)
-            }
-        }
+        let Some(all) = self.stacked else { return (self.outputs, self.state) };
+        let rows = all.shape().0 / steps.max(1);
+        assert_eq!(rows * steps, all.shape().0, "a stacked output of {} rows cannot hold {steps} steps", all.shape().0);
+        let (value, tape) = all.split_tape();
+        // whatever the block's tape holds goes with the first step
+        let mut history = Some(tape);
+        let outputs = (0..steps)
+            .map(|t| {
+                let traced = match history.take() {
+                    Some(tape) => value.clone().put_tape(tape),
+                    None => value.retaped(),
+                };
+                traced.slice((t * rows..(t + 1) * rows, ..))
+            })
+            .collect();
+        (outputs, self.state)
     }
 }
 

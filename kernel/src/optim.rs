@@ -278,6 +278,27 @@ mod tests {
         }
     }
 
+    /// Moments replaced between host updates (as a resumed run does) are the ones the next
+    /// update uses: the host copy is written back and refreshed, as on the tensor path.
+    #[test]
+    fn moments_set_between_host_updates_are_used() {
+        let values: Vec<f32> = (0..9).map(|i| i as f32 / 4.0 - 1.0).collect();
+        let (mut host, mut tensors) = (store(values.clone()), store(values));
+        let (mut a, mut b) = (Optimizer::new(&cfg("adam", 0.0), &host), Optimizer::new(&cfg("adam", 0.0), &tensors));
+        let g = |k: usize| grad((0..9).map(|i| ((i * k) % 5) as f32 - 2.0).collect());
+        a.update_on_host(&mut host, &g(3), 0.1);
+        b.update_with_tensors(&mut tensors, &g(3), 0.1);
+        let (m, v): (Vec<f32>, Vec<f32>) = ((0..9).map(|i| i as f32 * 0.01).collect(), (0..9).map(|i| 0.5 + i as f32 * 0.02).collect());
+        a.set_moments(0, &m, &v);
+        b.set_moments(0, &m, &v);
+        assert_eq!(a.moments(0), (m.clone(), v.clone()));
+        a.update_on_host(&mut host, &g(7), 0.1);
+        b.update_with_tensors(&mut tensors, &g(7), 0.1);
+        assert_eq!(host.values("w"), tensors.values("w"));
+        assert_eq!(a.moments(0), b.moments(0));
+        assert_ne!(a.moments(0).0, m, "the update moved the moments it was given");
+    }
+
     #[test]
     fn adamax_matches_hand_computation() {
         let mut s = store(vec![0.3]);
