@@ -260,8 +260,10 @@ impl Network {
         let mut xs: Vec<Traced> = (0..batch.steps).map(|t| trace(&self.encode_step(&dev, batch, t))).collect();
         let mut leftovers = Vec::new();
         let mut final_state = Vec::with_capacity(self.layers.len());
-        // the last layer's outputs as one step-major block, where the output map takes them whole
-        let whole = loss_at == LossAt::EveryStep && host_op::AVAILABLE && ctx.recorder.is_none();
+        // the output map as one host op over all read steps (recording wants per-step logits);
+        // the last layer's outputs as one step-major block where it reads every step
+        let on_host = host_op::AVAILABLE && ctx.recorder.is_none();
+        let whole = on_host && loss_at == LossAt::EveryStep;
         let mut stacked = None;
         for (index, (layer, start)) in self.layers.iter().zip(initial).enumerate() {
             let state = start.iter().map(trace).collect();
@@ -284,7 +286,7 @@ impl Network {
             LossAt::LastStep => xs.pop().into_iter().collect(),
             LossAt::EveryStep => xs,
         };
-        let logits: Vec<Traced> = if read.len() > 1 && host_op::AVAILABLE && ctx.recorder.is_none() {
+        let logits: Vec<Traced> = if read.len() > 1 && on_host {
             // every read step through one product and one loss (one op each instead of one per step)
             vec![host_op::affine_columns(weight, bias, read)]
         } else {

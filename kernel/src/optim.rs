@@ -3,13 +3,14 @@
 
 use crate::config::OptimizerConfig;
 use crate::host_op;
-use rayon::prelude::*;
-
-/// Values per parallel piece of the host update.
-const CHUNK: usize = 1 << 15;
 use crate::params::ParamStore;
 use crate::tensor::{values, Matrix};
 use dfdx::prelude::*;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Values per parallel piece of the host update.
+const CHUNK: usize = 1 << 15;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
@@ -32,11 +33,22 @@ pub struct Optimizer {
     m: Vec<Matrix>,
     /// Second moments (Adam, AdamW) or infinity-norm accumulators (Adamax).
     v: Vec<Matrix>,
-    /// Host buffers of the CPU update (parameter, moments, gradient), reused across steps.
-    scratch: [Vec<f32>; 4],
-    /// Whether the moments in `scratch` are newer than `m` and `v`: the CPU update keeps
+    /// Where each parameter lies in the flat host buffers (store order, side by side).
+    ranges: Vec<Range<usize>>,
+    /// The CPU update's flat buffers, reused across steps.
+    host: HostBuffers,
+    /// Whether the moments in `host` are newer than `m` and `v`: the CPU update keeps
     /// them there between steps instead of copying them out and back in (4 of its 7 copies).
     host_moments: bool,
+}
+
+/// Every parameter side by side, so that one parallel pass (not one per parameter) updates them.
+#[derive(Clone, Debug, Default)]
+struct HostBuffers {
+    params: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    grads: Vec<f32>,
 }
 
 impl Optimizer {
@@ -47,21 +59,30 @@ impl Optimizer {
             _ => Rule::Adam,
         };
         let zeros = || store.iter().map(|p| { let dev = p.value.device().clone(); dev.zeros_like(p.value.shape()) }).collect::<Vec<_>>();
-        Optimizer { rule, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay, updates: 0, m: zeros(), v: zeros(), scratch: Default::default(), host_moments: false }
-    }
-
-    /// Where parameter `i`'s values lie in the flat host buffers.
-    fn host_range(&self, i: usize) -> std::ops::Range<usize> {
-        let len = |m: &Matrix| m.shape().0 * m.shape().1;
-        let start: usize = self.m[..i].iter().map(len).sum();
-        start..start + len(&self.m[i])
+        let ranges = store.iter().scan(0, |end, p| {
+            *end += p.numel();
+            Some(*end - p.numel()..*end)
+        });
+        Optimizer {
+            rule,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            updates: 0,
+            m: zeros(),
+            v: zeros(),
+            ranges: ranges.collect(),
+            host: HostBuffers::default(),
+            host_moments: false,
+        }
     }
 
     /// The moments of parameter `i`, row-major: `(m, v)`.
     pub fn moments(&self, i: usize) -> (Vec<f32>, Vec<f32>) {
         if self.host_moments {
-            let range = self.host_range(i);
-            (self.scratch[1][range.clone()].to_vec(), self.scratch[2][range].to_vec())
+            let range = self.ranges[i].clone();
+            (self.host.m[range.clone()].to_vec(), self.host.v[range].to_vec())
         } else {
             (values(&self.m[i]), values(&self.v[i]))
         }
@@ -77,10 +98,9 @@ impl Optimizer {
     /// Writes moments kept on the host back into `m` and `v`.
     fn moments_to_tensors(&mut self) {
         if std::mem::take(&mut self.host_moments) {
-            for i in 0..self.m.len() {
-                let range = self.host_range(i);
-                self.m[i].copy_from(&self.scratch[1][range.clone()]);
-                self.v[i].copy_from(&self.scratch[2][range]);
+            for (i, range) in self.ranges.iter().enumerate() {
+                self.m[i].copy_from(&self.host.m[range.clone()]);
+                self.v[i].copy_from(&self.host.v[range.clone()]);
             }
         }
     }
@@ -105,25 +125,21 @@ impl Optimizer {
         let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
         let (bias1, bias2) = ((1.0 - self.beta1.powi(t)) as f32, (1.0 - self.beta2.powi(t)) as f32);
         let (eps, lr32) = (self.eps as f32, lr as f32);
-        let decay = (self.rule == Rule::AdamW && self.weight_decay > 0.0).then(|| 1.0 - (lr * self.weight_decay) as f32);
-        // every parameter side by side in four flat buffers, so that one parallel pass
-        // (not one per parameter) does the update
-        let sizes: Vec<usize> = grads.iter().map(|g| g.shape().0 * g.shape().1).collect();
-        let total: usize = sizes.iter().sum();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.iter_mut().for_each(|b| b.resize(total, 0.0));
-        let [p, m, v, gv] = &mut scratch;
-        let mut offset = 0;
-        for (i, (g, &len)) in grads.iter().zip(&sizes).enumerate() {
-            let range = offset..offset + len;
-            store.value_mut(i).copy_into(&mut p[range.clone()]);
-            if !self.host_moments {
-                self.m[i].copy_into(&mut m[range.clone()]);
-                self.v[i].copy_into(&mut v[range.clone()]);
-            }
-            g.copy_into(&mut gv[range]);
-            offset += len;
+        let decay = (self.rule == Rule::AdamW && self.weight_decay > 0.0).then_some(1.0 - (lr * self.weight_decay) as f32);
+        let total = self.ranges.last().map_or(0, |r| r.end);
+        let mut host = std::mem::take(&mut self.host);
+        for buffer in [&mut host.params, &mut host.m, &mut host.v, &mut host.grads] {
+            buffer.resize(total, 0.0);
         }
+        for (i, (g, range)) in grads.iter().zip(&self.ranges).enumerate() {
+            store.param_at(i).value.copy_into(&mut host.params[range.clone()]);
+            if !self.host_moments {
+                self.m[i].copy_into(&mut host.m[range.clone()]);
+                self.v[i].copy_into(&mut host.v[range.clone()]);
+            }
+            g.copy_into(&mut host.grads[range.clone()]);
+        }
+        let HostBuffers { params: p, m, v, grads: gv } = &mut host;
         // elementwise, so any split over threads gives the same numbers
         let rule = self.rule;
         let chunks = p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).zip(gv.par_chunks(CHUNK));
@@ -155,12 +171,10 @@ impl Optimizer {
                 }
             }
         });
-        let mut offset = 0;
-        for (i, &len) in sizes.iter().enumerate() {
-            store.value_mut(i).copy_from(&p[offset..offset + len]);
-            offset += len;
+        for (i, range) in self.ranges.iter().enumerate() {
+            store.value_mut(i).copy_from(&host.params[range.clone()]);
         }
-        self.scratch = scratch;
+        self.host = host;
         self.host_moments = true;
     }
 

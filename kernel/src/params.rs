@@ -127,7 +127,7 @@ impl ParamStore {
 
     /// Values of one parameter, row-major.
     pub fn values(&self, name: &str) -> Vec<f32> {
-        self.get(name).value.as_vec()
+        crate::tensor::values(&self.get(name).value)
     }
 
     /// Replaces one parameter's values (same shape), e.g. when loading a checkpoint.

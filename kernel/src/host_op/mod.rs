@@ -46,6 +46,13 @@ pub fn add_grad<S: Shape>(_: &mut Grads, _: &Tensor<S, f32, Dev>, _: &[f32]) -> 
     unreachable!("host operations are not used in a CUDA build")
 }
 
+/// A traced input of a host operation as its value and its history. The value is made
+/// row-major first (a copy op on the tape only where it is not): dfdx keeps a tensor's
+/// gradient buffer in the tensor's own layout, and [`add_grad`] adds row-major values.
+pub fn take_input(t: Traced) -> (Matrix, Tape) {
+    t.contiguous().split_tape()
+}
+
 /// `W·a + b` over the columns of `parts` side by side (`[units, Σ cols]`), as one traced
 /// value `[classes, Σ cols]`: the output map of a whole sequence in one product. `weight`
 /// (`[classes, units]`) and `bias` (`classes` values) are the parameters themselves, whose
@@ -62,9 +69,7 @@ pub fn affine_columns(weight: &Matrix, bias: &Matrix, parts: Vec<Traced>) -> Tra
     let mut piece = Vec::new();
     let mut offset = 0;
     for part in parts {
-        // row-major (a copy op on the tape only if it is not), so that the gradient
-        // buffer dfdx keeps for it is laid out like the values
-        let (value, part_tape) = part.contiguous().split_tape();
+        let (value, part_tape) = take_input(part);
         tape = tape.merge(part_tape);
         let cols = value.shape().1;
         piece.resize(units * cols, 0.0);
@@ -124,8 +129,7 @@ pub fn affine_stacked(weight: &Matrix, bias: &Matrix, all: Traced, steps: usize)
     let (rows, batch) = *all.shape();
     assert_eq!(rows, steps * units, "affine_stacked: {steps} steps of {units} rows expected, got {rows} rows");
     let total = steps * batch;
-    // row-major, so that dfdx's gradient buffer for it is laid out like its values
-    let (value, tape) = all.contiguous().split_tape();
+    let (value, mut tape) = take_input(all);
     let y = values(&value);
     let (w, b) = (values(weight), values(bias));
     assert_eq!(b.len(), classes, "affine_stacked: {classes} biases expected");
@@ -149,7 +153,6 @@ pub fn affine_stacked(weight: &Matrix, bias: &Matrix, all: Traced, steps: usize)
     }
     let result = matrix(&device(), out, classes, total);
     let (key, weight, bias) = (result.clone(), weight.clone(), bias.clone());
-    let mut tape = tape;
     tape.add_backward_op(move |grads| {
         let g = grad_of(grads, &key)?;
         // the gradient of step t is columns t·B.. of g: a view with row stride `total`
@@ -203,7 +206,7 @@ pub fn softmax_cross_entropy(logits: Traced, targets: &[usize], smoothing: f64, 
     assert!(AVAILABLE, "softmax_cross_entropy is a host operation");
     let (classes, columns) = *logits.shape();
     assert_eq!(targets.len(), columns, "one target per column");
-    let (value, mut tape) = logits.contiguous().split_tape();
+    let (value, mut tape) = take_input(logits);
     let z = values(&value);
     // row by row over the columns (contiguous), with per-column accumulators: every inner
     // loop is elementwise over the columns, so it vectorises

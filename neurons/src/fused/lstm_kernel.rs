@@ -11,7 +11,7 @@
 use elmlab_kernel::host_op::matmul::{matmul_here, View};
 use elmlab_kernel::host_op::packed::PackedRows;
 use super::team::{self, Claims, Shared};
-use super::Real;
+use super::{cpu, Real};
 
 /// The parameters, as `torch.nn.LSTM` lays them out.
 pub struct LstmWeights<'a, F> {
@@ -79,14 +79,14 @@ impl<F: Real> LstmForward<F> {
         xh[i * b..k * b].copy_from_slice(&h0[..h * b]);
         let mut cs = F::scratch((steps + 1) * h * b);
         cs[..h * b].copy_from_slice(&c0[..h * b]);
-        let mut packed = vec![F::zero(); 4 * h * k];
-        for (r, row) in packed.chunks_mut(k).enumerate() {
+        let mut joined = vec![F::zero(); 4 * h * k];
+        for (r, row) in joined.chunks_mut(k).enumerate() {
             let g = gate_major_row(r, h);
             row[..i].copy_from_slice(&w.w_ih[g * i..][..i]);
             row[i..].copy_from_slice(&w.w_hh[g * h..][..h]);
         }
         let bias: Vec<F> = (0..4 * h).map(|r| w.b_ih[gate_major_row(r, h)] + w.b_hh[gate_major_row(r, h)]).collect();
-        let step_weights = PackedRows::new(4 * h, k, View::rows(&packed, k));
+        let step_weights = PackedRows::new(4 * h, k, View::rows(&joined, k));
         let mut gates = F::scratch(steps * 4 * h * b);
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
@@ -118,20 +118,21 @@ impl<F: Real> LstmForward<F> {
                 }
             });
         }
-        LstmForward { hidden, input, batch, steps, xh, cs, gates, w: packed }
+        LstmForward { hidden, input, batch, steps, xh, cs, gates, w: joined }
     }
 
+    /// `h_t` (`t` in `0..=T`) as `[H, B]`, where it lies in `[x_t ; h_t]`.
+    fn h_of(&self, t: usize) -> &[F] {
+        let (k, b) = (self.input + self.hidden, self.batch);
+        &self.xh[t * k * b + self.input * b..(t + 1) * k * b]
+    }
     /// `h_t` (`t` in `0..=T`) as `[H, B]`.
     pub fn h(&self, t: usize) -> Vec<F> {
-        let (k, b) = (self.input + self.hidden, self.batch);
-        self.xh[t * k * b + self.input * b..(t + 1) * k * b].to_vec()
+        self.h_of(t).to_vec()
     }
     /// The outputs `h_1..h_T` as one step-major block `[T][H][B]`.
     pub fn outputs(&self) -> Vec<F> {
-        let (k, b, hb) = (self.input + self.hidden, self.batch, self.hidden * self.batch);
-        let mut all = Vec::with_capacity(self.steps * hb);
-        (1..=self.steps).for_each(|t| all.extend_from_slice(&self.xh[t * k * b + self.input * b..][..hb]));
-        all
+        (1..=self.steps).flat_map(|t| self.h_of(t).iter().copied()).collect()
     }
     /// `c_t` (`t` in `0..=T`) as `[H, B]`.
     pub fn c(&self, t: usize) -> Vec<F> {
@@ -253,20 +254,20 @@ impl<F: Real> Drop for LstmForward<F> {
 fn gate_step<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         unsafe fn avx512<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
             gate_step_body(pre, c_prev, c_next, h_next, bias, b)
         }
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
             gate_step_body(pre, c_prev, c_next, h_next, bias, b)
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
+        if cpu::avx512_fma() {
+            // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
             return unsafe { avx512(pre, c_prev, c_next, h_next, bias, b) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
+        if cpu::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { avx2(pre, c_prev, c_next, h_next, bias, b) };
         }
     }
@@ -334,22 +335,22 @@ fn gate_step_body<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next
 fn gate_step_backward<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn avx512<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
             gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
         }
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn avx2<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
             gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
+        if cpu::avx512_fma() {
+            // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
             return unsafe { avx512(d_pre, d_c, gates, c_prev, c, d_h, carry, b) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
+        if cpu::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { avx2(d_pre, d_c, gates, c_prev, c, d_h, carry, b) };
         }
     }

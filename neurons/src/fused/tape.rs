@@ -9,6 +9,7 @@ use elmlab_kernel::neuron::{LayerState, SequenceOutput};
 use elmlab_kernel::tensor::{Matrix, Tape, Traced};
 
 pub use elmlab_kernel::host_op::{add_grad, grad_of};
+use elmlab_kernel::host_op::take_input;
 
 /// A sequence's inputs and initial state as plain values, and their merged history.
 pub struct Detached {
@@ -20,8 +21,7 @@ pub struct Detached {
 pub fn detach(inputs: Vec<Traced>, state: LayerState) -> Detached {
     let mut tape = Tape::default();
     let mut plain = |t: Traced| {
-        // row-major, so that dfdx's gradient buffer for it is laid out like its values
-        let (value, t_tape) = t.contiguous().split_tape();
+        let (value, t_tape) = take_input(t);
         tape = std::mem::take(&mut tape).merge(t_tape);
         value
     };

@@ -209,7 +209,7 @@ mod tests {
     }
 
     /// Three threads claiming over 50 rounds: every piece of every round is taken by
-    /// exactly one thread, and no thread takes a piece of a round it has left.
+    /// exactly one thread.
     #[test]
     fn claims_hand_each_piece_of_each_round_to_one_thread() {
         let (rounds, pieces) = (50, 7);
