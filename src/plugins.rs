@@ -1,10 +1,10 @@
 //! Loading runtime plugins named on the command line or in a config.
 
 use anyhow::{Context, Result};
-use elmlab_kernel::config::{anchor_plugins, plugins_in, Node, ResolvedConfig};
-use elmlab_kernel::rundir::RunDir;
-use elmlab_kernel::plugin;
-use elmlab_kernel::registry::Registry;
+use elmlab_train::config::{anchor_plugins, plugins_in, Node, ResolvedConfig};
+use elmlab_train::rundir::RunDir;
+use elmlab_loader as plugin;
+use elmlab_core::registry::Registry;
 use std::path::Path;
 
 /// Loads the `--plugin` libraries (paths relative to the working directory, or names).

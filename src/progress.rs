@@ -1,6 +1,6 @@
 //! Training progress: a bar on a terminal, periodic log lines elsewhere (cluster logs).
 
-use elmlab_kernel::trainer::Observer;
+use elmlab_train::trainer::Observer;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::io::IsTerminal;

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use elmlab_kernel::params::BufferValues;
+use elmlab_core::params::BufferValues;
 use npyz::WriterBuilder;
 
 const ELM: &str = r#"(
@@ -43,7 +43,7 @@ fn weights_follow_the_documented_layout() {
     let cfg = config(dir.path(), "elm.ron", ELM);
     let run = dir.path().join("r");
     train_ok(&cfg, &run, &["train.steps=1"]);
-    let (tensors, meta) = elmlab_kernel::checkpoint::load_tensors(&run.join("best/weights.safetensors")).unwrap();
+    let (tensors, meta) = elmlab_train::checkpoint::load_tensors(&run.join("best/weights.safetensors")).unwrap();
     assert!(meta["config"].contains("kind: \"elm\"") && meta["step"] == "1");
     let (n, c, k_c, d_m, d_mlp, d_in) = (6, 4, 8, 3, 6, 4 + 1 + 3);
     let expect: Vec<(&str, Vec<usize>, bool)> = vec![
@@ -111,7 +111,7 @@ fn record_writes_consistent_per_step_states() {
     assert_eq!((ls, hs, ms, rs.clone()), (vec![b, t, 4], vec![b, t, 6], vec![b, t, 6, 3], vec![b, t, 4]));
     assert!(activity.iter().all(|&a| a >= 0.0), "relu output");
     // logits = output.weight · readout activity + output.bias, step by step
-    let (tensors, _) = elmlab_kernel::checkpoint::load_tensors(&run.join("best/weights.safetensors")).unwrap();
+    let (tensors, _) = elmlab_train::checkpoint::load_tensors(&run.join("best/weights.safetensors")).unwrap();
     let get = |name: &str| match &tensors.iter().find(|(n, _, _)| n == name).unwrap().2 {
         BufferValues::F32(v) => v.clone(),
         _ => unreachable!(),

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{config, elmlab, s, text};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::RunDir;
-use elmlab_kernel::trainer::{train, Observer, Session, TrainOptions};
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::RunDir;
+use elmlab_train::trainer::{train, Observer, Session, TrainOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,7 +167,7 @@ fn missing_files_other_files_and_libraries_without_the_entry_point_are_refused()
 fn a_library_built_for_another_abi_and_kernel_is_refused_naming_both_fields() {
     // A library declaring this host's record except for the entry ABI and kernel version,
     // as a plugin built against another elmlab would.
-    let record: String = elmlab_kernel::plugin::record::own_fields()
+    let record: String = elmlab_core::plugin::record::own_fields()
         .iter()
         .map(|(k, v)| match *k {
             "abi" => "abi=7\\n".to_string(),
@@ -178,9 +178,9 @@ fn a_library_built_for_another_abi_and_kernel_is_refused_naming_both_fields() {
     let dir = tempfile::tempdir().unwrap();
     let lib = c_library(dir.path(), "other", &format!("const char* elmlab_plugin_record(void) {{ return \"{record}\"; }}\n"));
     let out = refused(&[&lib]);
-    let abi = elmlab_kernel::plugin::record::ENTRY_ABI_VERSION;
+    let abi = elmlab_core::plugin::record::ENTRY_ABI_VERSION;
     assert!(out.contains(&format!("abi: elmlab has `{abi}`, the plugin has `7`")), "{out}");
-    assert!(out.contains(&format!("kernel: elmlab has `{}`, the plugin has `0.0.1`", elmlab_kernel::KERNEL_VERSION)), "{out}");
+    assert!(out.contains(&format!("kernel: elmlab has `{}`, the plugin has `0.0.1`", elmlab_core::CORE_VERSION)), "{out}");
     assert!(!out.contains("rustc:") && !out.contains("dfdx:"), "only differing fields are named: {out}");
 }
 

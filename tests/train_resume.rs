@@ -12,9 +12,9 @@ fn metrics(run: &Path) -> String {
 
 /// The latest checkpoint's tensors (names, shapes, values); the file's metadata order
 /// may differ between writes, its tensors may not.
-fn final_weights(run: &Path) -> elmlab_kernel::checkpoint::NamedTensors {
+fn final_weights(run: &Path) -> elmlab_train::checkpoint::NamedTensors {
     let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-    elmlab_kernel::checkpoint::load_tensors(&run.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap().0
+    elmlab_train::checkpoint::load_tensors(&run.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap().0
 }
 
 #[test]

@@ -2,14 +2,14 @@
 //! state carried equal one segment of 100 in the forward pass, and no gradient flows
 //! back across the segment boundary.
 
-use elmlab_kernel::dfdx::prelude::HasShape;
-use elmlab_kernel::network::{Network, NetworkState};
-use elmlab_kernel::neuron::{ForwardContext, NetworkShape};
-use elmlab_kernel::params::ParamStore;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{default_settings, Settings};
-use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use elmlab_core::dfdx::prelude::HasShape;
+use elmlab_train::network::{Network, NetworkState};
+use elmlab_core::neuron::{ForwardContext, NetworkShape};
+use elmlab_core::params::ParamStore;
+use elmlab_core::registry::Registry;
+use elmlab_core::rng::stream;
+use elmlab_core::settings::{default_settings, Settings};
+use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
 use rand::Rng;
 
 
@@ -37,10 +37,10 @@ fn network(name: &str) -> Network {
     let shape = NetworkShape { units: 4, input_width: D, classes: C, fan_in: model.requested_fan_in() };
     let mut params = ParamStore::new();
     let mut rng = stream(3, "init", 0);
-    let layers = model.build(&shape, &crate::test_wiring::AnySource, &mut params, &mut rng).unwrap();
+    let layers = model.build(&shape, &elmlab_core::conformance::AnySource, &mut params, &mut rng).unwrap();
     let last = layers.last().unwrap().units();
-    params.insert_uniform("output.weight", &[C, last], 0.5, &mut rng);
-    params.insert_uniform("output.bias", &[C], 0.5, &mut rng);
+    params.insert_uniform("output.weight", &[C, last], 0.5, &mut rng).unwrap();
+    params.insert_uniform("output.bias", &[C], 0.5, &mut rng).unwrap();
     Network { layers, params, classes: C, input_width: D }
 }
 
@@ -52,7 +52,7 @@ fn segment(symbols: &[u32], from: usize, len: usize, carry: Carry) -> Batch {
 
 fn logits(net: &Network, b: &Batch, carried: Option<&NetworkState>) -> (Vec<f32>, NetworkState) {
     let mut ctx = ForwardContext::new(false, stream(0, "f", 0));
-    let mut pass = net.forward(&mut ctx, b, LossAt::EveryStep, carried);
+    let mut pass = net.forward(&mut ctx, b, LossAt::EveryStep, carried).unwrap();
     let state = std::mem::take(&mut pass.final_state);
     (pass.step_logits(b.batch).concat(), state)
 }
@@ -90,11 +90,11 @@ fn no_gradient_flows_into_the_previous_segment() {
         let net = network(name);
         let (_, state) = logits(&net, &segment(&symbols, 0, 20, Carry::Fresh), None);
         let second = segment(&symbols, 20, 20, Carry::Continue { reset: vec![false; B] });
-        let carried = net.loss_and_gradients(&mut ForwardContext::new(false, stream(0, "f", 0)), &second, LossAt::EveryStep, 0.0, Some(&state));
+        let carried = net.loss_and_gradients(&mut ForwardContext::new(false, stream(0, "f", 0)), &second, LossAt::EveryStep, 0.0, Some(&state)).unwrap();
         // The same state handed over as plain numbers: identical gradients, so nothing
         // flowed back into the first segment's computation.
-        let copied: NetworkState = state.iter().map(|l| l.iter().map(|m| elmlab_kernel::tensor::matrix(&elmlab_kernel::tensor::device(), m.as_vec(), m.shape().0, m.shape().1)).collect()).collect();
-        let constant = net.loss_and_gradients(&mut ForwardContext::new(false, stream(0, "f", 0)), &second, LossAt::EveryStep, 0.0, Some(&copied));
+        let copied: NetworkState = state.iter().map(|l| l.iter().map(|m| elmlab_core::tensor::matrix(&elmlab_core::tensor::device(), m.as_vec(), m.shape().0, m.shape().1)).collect()).collect();
+        let constant = net.loss_and_gradients(&mut ForwardContext::new(false, stream(0, "f", 0)), &second, LossAt::EveryStep, 0.0, Some(&copied)).unwrap();
         for (a, b) in carried.grads.iter().zip(&constant.grads) {
             assert_eq!(a.as_vec(), b.as_vec(), "{name}");
         }
@@ -102,8 +102,8 @@ fn no_gradient_flows_into_the_previous_segment() {
         // loss value is the same, the gradients are not (the boundary really cuts a path).
         let last = |b: &Batch| Batch { targets: b.targets[(b.steps - 1) * B..].to_vec(), ..b.clone() };
         let ctx = || ForwardContext::new(false, stream(0, "f", 0));
-        let cut = net.loss_and_gradients(&mut ctx(), &last(&second), LossAt::LastStep, 0.0, Some(&state));
-        let full = net.loss_and_gradients(&mut ctx(), &last(&segment(&symbols, 0, 40, Carry::Fresh)), LossAt::LastStep, 0.0, None);
+        let cut = net.loss_and_gradients(&mut ctx(), &last(&second), LossAt::LastStep, 0.0, Some(&state)).unwrap();
+        let full = net.loss_and_gradients(&mut ctx(), &last(&segment(&symbols, 0, 40, Carry::Fresh)), LossAt::LastStep, 0.0, None).unwrap();
         assert!((cut.loss - full.loss).abs() <= 1e-5 * full.loss.abs(), "{name}: {} vs {}", cut.loss, full.loss);
         assert!(full.grads.iter().zip(&cut.grads).any(|(a, b)| a.as_vec() != b.as_vec()), "{name}");
     }

@@ -1,8 +1,8 @@
 //! The gather that every connectome-wired layer shares: `[inputs ; previous outputs]`
 //! → per-unit synaptic inputs, weighted and summed.
 
-use elmlab_kernel::dfdx::prelude::*;
-use elmlab_kernel::tensor::{Dev, Tape, Traced};
+use elmlab_core::dfdx::prelude::*;
+use elmlab_core::tensor::{Dev, Tape, Traced};
 
 /// The index list of a connectome as a device tensor, `[units * fan_in]`.
 pub struct Synapses {

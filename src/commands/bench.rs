@@ -4,14 +4,14 @@
 //! per-process high-water mark that cannot be reset), and prints the ratio.
 
 use anyhow::{bail, Context, Result};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::network::NetworkState;
-use elmlab_kernel::neuron::ForwardContext;
-use elmlab_kernel::optim::{clip_global_norm, Optimizer};
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
-use elmlab_kernel::trainer::Session;
+use elmlab_train::config::ResolvedConfig;
+use elmlab_train::network::NetworkState;
+use elmlab_core::neuron::ForwardContext;
+use elmlab_train::optim::{clip_global_norm, Optimizer};
+use elmlab_core::registry::Registry;
+use elmlab_core::rng::stream;
+use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
+use elmlab_train::trainer::Session;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -99,7 +99,7 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         let batch = batches(step)?;
         let started = Instant::now();
         let mut ctx = ForwardContext::new(true, stream(cfg.seed, "forward", step));
-        let mut g = network.loss_and_gradients(&mut ctx, &batch, loss_at, cfg.train.label_smoothing, carried.as_ref());
+        let mut g = network.loss_and_gradients(&mut ctx, &batch, loss_at, cfg.train.label_smoothing, carried.as_ref())?;
         carried = Some(std::mem::take(&mut g.final_state));
         if let Some(limit) = cfg.train.clip_norm {
             clip_global_norm(&mut g.grads, limit);
@@ -114,7 +114,7 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         let batch = batches(step)?;
         let started = Instant::now();
         let mut ctx = ForwardContext::new(false, stream(cfg.seed, "eval", step));
-        let _ = network.evaluate_batch(&mut ctx, &batch, loss_at, None);
+        network.evaluate_batch(&mut ctx, &batch, loss_at, None)?;
         if step > 0 {
             infer_times.push(started.elapsed().as_secs_f64());
         }

@@ -2,9 +2,9 @@
 //! seeds — every run trained (resumably, N at a time), then one table and one chart.
 
 use anyhow::{bail, Context, Result};
-use elmlab_kernel::config::{Node, ResolvedConfig};
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::{RunDir, RunState};
+use elmlab_train::config::{Node, ResolvedConfig};
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::{RunDir, RunState};
 use crate::plot::results::mean_sd;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -50,7 +50,7 @@ fn plan(path: &Path, registry: &Registry) -> Result<(String, PathBuf, Vec<Planne
     let out = PathBuf::from(text_of(tree.get("out_dir")).unwrap_or_else(|| "runs/compare".into())).join(&name);
     let mut base = tree.get("base").cloned().context("a comparison needs `base`: the experiment config shared by all runs")?;
     // Run configs are written elsewhere; their plugin paths must not depend on where.
-    elmlab_kernel::config::anchor_plugins(&mut base, path)?;
+    elmlab_train::config::anchor_plugins(&mut base, path)?;
     let Some(Node::List(variants)) = tree.get("variants") else { bail!("a comparison needs `variants: [(name: ..., neuron: (kind: ...), ...)]`") };
     let budgets: Vec<Option<usize>> = match ints(tree.get("budgets"), "budgets")? {
         b if b.is_empty() => vec![None],
@@ -95,10 +95,10 @@ fn plan(path: &Path, registry: &Registry) -> Result<(String, PathBuf, Vec<Planne
                 t.set(&["name"], Node::Text(format!("{name}-{run}")));
                 let resolved = ResolvedConfig::from_tree(&t, registry).with_context(|| format!("run `{run}`"))?;
                 // Refuse impossible budgets now, not halfway through the comparison.
-                elmlab_kernel::trainer::Session::prepare(resolved.clone(), registry).with_context(|| format!("run `{run}`"))?;
+                elmlab_train::trainer::Session::prepare(resolved.clone(), registry).with_context(|| format!("run `{run}`"))?;
                 let config_path = out.join("configs").join(format!("{run}.ron"));
                 std::fs::create_dir_all(config_path.parent().unwrap_or(&out))?;
-                elmlab_kernel::rundir::write_atomic(&config_path, resolved.to_ron().as_bytes())?;
+                elmlab_train::rundir::write_atomic(&config_path, resolved.to_ron().as_bytes())?;
                 runs.push(Planned { variant: vname.clone(), budget, seed, dir: out.join("runs").join(&run), config_path });
             }
         }
@@ -116,7 +116,7 @@ fn execute(run: &Planned) -> Result<()> {
     let exe = std::env::current_exe().context("locating the elmlab binary")?;
     let mut cmd = Command::new(exe);
     // Libraries given with --plugin reach the children too.
-    for lib in elmlab_kernel::plugin::loaded_libraries() {
+    for lib in elmlab_loader::loaded_libraries() {
         cmd.arg("--plugin").arg(lib);
     }
     if state == RunState::Unfinished {
@@ -263,9 +263,9 @@ fn write_reports(out: &Path, name: &str, rows: &[Row]) -> Result<()> {
             r.wall_s
         );
     }
-    elmlab_kernel::rundir::write_atomic(&out.join("results.csv"), csv.as_bytes())?;
-    elmlab_kernel::rundir::write_atomic(&out.join("results.md"), markdown(name, rows).as_bytes())?;
-    elmlab_kernel::rundir::write_atomic(&out.join("chart.svg"), chart(name, rows).as_bytes())?;
+    elmlab_train::rundir::write_atomic(&out.join("results.csv"), csv.as_bytes())?;
+    elmlab_train::rundir::write_atomic(&out.join("results.md"), markdown(name, rows).as_bytes())?;
+    elmlab_train::rundir::write_atomic(&out.join("chart.svg"), chart(name, rows).as_bytes())?;
     Ok(())
 }
 

@@ -1,12 +1,12 @@
 //! `elmlab eval`: metrics of a run's best or latest weights on a split.
 
 use anyhow::{Context, Result};
-use elmlab_kernel::checkpoint::{load_weights, WEIGHTS};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::RunDir;
-use elmlab_kernel::task::Split;
-use elmlab_kernel::trainer::Session;
+use elmlab_train::checkpoint::{load_weights, WEIGHTS};
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::RunDir;
+use elmlab_core::task::Split;
+use elmlab_train::trainer::Session;
 use serde_json::json;
 use std::path::Path;
 

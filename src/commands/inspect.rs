@@ -1,9 +1,9 @@
 //! `elmlab inspect`: the resolved config and the model's accounting.
 
 use anyhow::Result;
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::trainer::{params_json, Session};
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
+use elmlab_train::trainer::{params_json, Session};
 use serde_json::json;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `elmlab list`: what is registered, described by the registry itself.
 
 use anyhow::Result;
-use elmlab_kernel::registry::Registry;
+use elmlab_core::registry::Registry;
 use serde_json::Value;
 
 pub fn run(registry: &Registry, json: bool) -> Result<i32> {

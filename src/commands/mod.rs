@@ -18,7 +18,7 @@ use anyhow::Result;
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     crate::logging::init(cli.verbose);
-    let mut registry = elmlab_kernel::registry::Registry::builtin();
+    let mut registry = elmlab_core::registry::Registry::builtin();
     crate::plugins::load_given(&mut registry, &cli.plugins)?;
     // Plugins a config names are loaded before the config is checked.
     match &cli.command {

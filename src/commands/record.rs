@@ -2,12 +2,12 @@
 //! input batch, for analysis and for checks against other implementations.
 
 use anyhow::{bail, Context, Result};
-use elmlab_kernel::checkpoint::{load_tensors, load_weights, WEIGHTS};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::RunDir;
-use elmlab_kernel::task::{Batch, Carry, Inputs};
-use elmlab_kernel::trainer::Session;
+use elmlab_train::checkpoint::{load_tensors, load_weights, WEIGHTS};
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::RunDir;
+use elmlab_core::task::{Batch, Carry, Inputs};
+use elmlab_train::trainer::Session;
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights
         }
     }
     let b = Batch { steps, batch, inputs: Inputs::Dense(time_major), targets: Vec::new(), carry: Carry::Fresh };
-    let arrays = session.network.record(&b, elmlab_kernel::rng::stream(session.config.config.seed, "record", 0));
+    let arrays = session.network.record(&b, elmlab_core::rng::stream(session.config.config.seed, "record", 0))?;
     write_npz(out, &arrays)?;
     let names: Vec<String> = arrays.iter().map(|(n, s, _)| format!("{n} {s:?}")).collect();
     println!("wrote {}: {}", out.display(), names.join(", "));

@@ -6,8 +6,8 @@
 use crate::sweep::lock::RunLock;
 use crate::sweep::manifest::Manifest;
 use anyhow::{Context, Result};
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::{write_atomic, RunState};
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::{write_atomic, RunState};
 use serde_json::{Map, Value};
 use std::path::Path;
 

@@ -7,8 +7,8 @@ use crate::sweep::slurm::{array_script, collect_script, sbatch, SlurmOptions};
 use crate::sweep::spec::SweepSpec;
 use crate::sweep::{local, plan};
 use anyhow::{bail, Context, Result};
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::{write_atomic, RunState};
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::{write_atomic, RunState};
 use std::path::{Path, PathBuf};
 
 pub fn run(registry: &Registry, command: SweepCommand) -> Result<i32> {

@@ -2,10 +2,10 @@
 
 use crate::progress::Progress;
 use anyhow::{Context, Result};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rundir::RunDir;
-use elmlab_kernel::trainer::{train, Outcome, Session, TrainOptions};
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
+use elmlab_train::rundir::RunDir;
+use elmlab_train::trainer::{train, Outcome, Session, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 

@@ -18,7 +18,7 @@ pub fn write_figure(chart: &chart::Chart, stem: &Path) -> Result<(PathBuf, PathB
     }
     let svg = chart.to_svg();
     let (svg_path, png_path) = (stem.with_extension("svg"), stem.with_extension("png"));
-    elmlab_kernel::rundir::write_atomic(&svg_path, svg.as_bytes())?;
-    elmlab_kernel::rundir::write_atomic(&png_path, &png::render_png(&svg, 1.5)?)?;
+    elmlab_train::rundir::write_atomic(&svg_path, svg.as_bytes())?;
+    elmlab_train::rundir::write_atomic(&png_path, &png::render_png(&svg, 1.5)?)?;
     Ok((svg_path, png_path))
 }

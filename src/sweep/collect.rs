@@ -3,10 +3,10 @@
 //! missing or failed, ready to resubmit.
 
 use super::manifest::{index_ranges, Manifest};
-use elmlab_kernel::rundir::RunState;
+use elmlab_train::rundir::RunState;
 use anyhow::{Context, Result};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -120,12 +120,12 @@ pub fn collect(manifest: &Manifest, registry: &Registry) -> Result<Collected> {
         w.write_record(columns.iter().map(|c| row.iter().find(|(k, _)| k == c).map(|(_, v)| v.as_str()).unwrap_or("")))?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?;
-    elmlab_kernel::rundir::write_atomic(&csv_path, &bytes)?;
+    elmlab_train::rundir::write_atomic(&csv_path, &bytes)?;
     let resubmit = manifest.dir().join("incomplete.txt");
     if incomplete.is_empty() {
         let _ = std::fs::remove_file(&resubmit);
     } else {
-        elmlab_kernel::rundir::write_atomic(&resubmit, format!("{}\n", index_ranges(&incomplete)).as_bytes())?;
+        elmlab_train::rundir::write_atomic(&resubmit, format!("{}\n", index_ranges(&incomplete)).as_bytes())?;
     }
     Ok(Collected { csv: csv_path, rows: rows.len(), finished, incomplete, failed })
 }

@@ -4,7 +4,7 @@
 //! Ctrl-C or SIGTERM stops the children at their next step with a checkpoint.
 
 use super::manifest::Manifest;
-use elmlab_kernel::rundir::RunState;
+use elmlab_train::rundir::RunState;
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -23,7 +23,7 @@ fn spawn(manifest: &Path, index: usize, log: &Path) -> Result<Child> {
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(exe);
     // Libraries given with --plugin reach the children too.
-    for lib in elmlab_kernel::plugin::loaded_libraries() {
+    for lib in elmlab_loader::loaded_libraries() {
         cmd.arg("--plugin").arg(lib);
     }
     cmd.arg("run-index").arg(manifest).arg("--index").arg(index.to_string());

@@ -4,7 +4,7 @@
 //! live beside it in `runs/<id>`.
 
 use anyhow::{bail, Context, Result};
-use elmlab_kernel::rundir::{RunDir, RunState};
+use elmlab_train::rundir::{RunDir, RunState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -62,7 +62,7 @@ impl Manifest {
             text += &serde_json::to_string(e)?;
             text.push('\n');
         }
-        elmlab_kernel::rundir::write_atomic(path, text.as_bytes())?;
+        elmlab_train::rundir::write_atomic(path, text.as_bytes())?;
         Ok(())
     }
 

@@ -4,9 +4,9 @@
 use super::manifest::{run_id, Entry};
 use super::spec::SweepSpec;
 use anyhow::{bail, Context, Result};
-use elmlab_kernel::config::ResolvedConfig;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::trainer::Session;
+use elmlab_train::config::ResolvedConfig;
+use elmlab_core::registry::Registry;
+use elmlab_train::trainer::Session;
 use serde_json::{Map, Value};
 
 /// The value at a dotted key of a resolved config tree.

@@ -30,7 +30,7 @@ pub fn quote(word: &str) -> String {
 
 /// ` --plugin LIB` for every library loaded with --plugin, so the jobs see them too.
 fn plugin_args() -> String {
-    elmlab_kernel::plugin::loaded_libraries().iter().map(|l| format!(" --plugin {}", quote(&l.display().to_string()))).collect()
+    elmlab_loader::loaded_libraries().iter().map(|l| format!(" --plugin {}", quote(&l.display().to_string()))).collect()
 }
 
 /// The array script. `array` is Slurm's index list (`0-9`, `1,4-6`).

@@ -4,7 +4,7 @@
 //! then seeds.
 
 use anyhow::{bail, ensure, Context, Result};
-use elmlab_kernel::config::Node;
+use elmlab_train::config::Node;
 use std::path::{Path, PathBuf};
 
 const KEYS: &[&str] = &["name", "out_dir", "base", "set", "axes", "seeds", "budget"];
@@ -165,12 +165,12 @@ impl SweepSpec {
                 let text = std::fs::read_to_string(&p).with_context(|| format!("reading the base config {} named by {}", p.display(), path.display()))?;
                 let mut base = Node::parse_ron(&text, &p.display().to_string())?;
                 // Runs are stored elsewhere: plugin paths must not depend on where.
-                elmlab_kernel::config::anchor_plugins(&mut base, &p)?;
+                elmlab_train::config::anchor_plugins(&mut base, &p)?;
                 base
             }
             Some(node @ Node::Map(_)) => {
                 let mut base = node.clone();
-                elmlab_kernel::config::anchor_plugins(&mut base, path)?;
+                elmlab_train::config::anchor_plugins(&mut base, path)?;
                 base
             }
             Some(other) => bail!("`base` must be a path to an experiment config or the config itself, got {}", other.brief()),

@@ -2,60 +2,58 @@
 //! then a recall marker; the class is read from the last step's logits. It needs memory
 //! over the delay (the difficulty knob) and is fully synthetic, so it runs anywhere.
 
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::registry::TaskEntry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
+use elmlab_core::error::PluginError;
+use elmlab_core::registry::{TaskEntry, TaskPlugin};
+use elmlab_core::rng::stream;
+use elmlab_core::settings::Settings;
+use elmlab_core::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
 use rand::Rng;
 
-static FIELDS: &[F] = &[
-    F::new("classes", K::Int { min: 2 }, D::Int(8), "number of cue classes"),
-    F::new("cue_steps", K::Int { min: 1 }, D::Int(5), "steps the cue is shown"),
-    F::new("delay", K::Int { min: 0 }, D::Int(40), "steps between the cue and the recall marker"),
-    F::new("noise_channels", K::Int { min: 0 }, D::Int(8), "extra channels carrying only noise"),
-    F::new("noise_rate", K::Float { min: 0.0 }, D::Float(0.1), "probability of a spurious spike per channel and step"),
-    F::new("valid_batches", K::Int { min: 1 }, D::Int(8), "fixed validation batches"),
-    F::new("test_batches", K::Int { min: 1 }, D::Int(8), "fixed test batches"),
-];
-
-elmlab_kernel::inventory::submit! {
-    TaskEntry { name: "delayed_recall", doc: "remember a cued class over a noisy delay; read at the last step (synthetic)", fields: FIELDS, build }
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct DelayedRecallSettings {
+    /// number of cue classes
+    #[setting(default = 8, min = 2)]
+    pub classes: usize,
+    /// steps the cue is shown
+    #[setting(default = 5, min = 1)]
+    pub cue_steps: usize,
+    /// steps between the cue and the recall marker
+    #[setting(default = 40, min = 0)]
+    pub delay: usize,
+    /// extra channels carrying only noise
+    #[setting(default = 8, min = 0)]
+    pub noise_channels: usize,
+    /// probability of a spurious spike per channel and step
+    #[setting(default = 0.1, min = 0.0, max = 1.0)]
+    pub noise_rate: f64,
+    /// fixed validation batches
+    #[setting(default = 8, min = 1)]
+    pub valid_batches: usize,
+    /// fixed test batches
+    #[setting(default = 8, min = 1)]
+    pub test_batches: usize,
 }
+
+impl TaskPlugin for DelayedRecallSettings {
+    const NAME: &'static str = "delayed_recall";
+    const DOC: &'static str = "remember a cued class over a noisy delay; read at the last step (synthetic)";
+    fn build(self, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+        Ok(Box::new(DelayedRecall { s: self, seed: ctx.seed }))
+    }
+}
+
+elmlab_core::inventory::submit! { TaskEntry::of::<DelayedRecallSettings>() }
 
 #[derive(Clone, Debug)]
 pub struct DelayedRecall {
-    pub classes: usize,
-    pub cue_steps: usize,
-    pub delay: usize,
-    pub noise_channels: usize,
-    pub noise_rate: f64,
-    pub valid_batches: usize,
-    pub test_batches: usize,
+    pub s: DelayedRecallSettings,
     pub seed: u64,
-}
-
-fn build(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
-    let noise_rate = s.float("noise_rate");
-    if noise_rate > 1.0 {
-        return Err(PluginError::new(format!("noise_rate is a probability, got {noise_rate}")));
-    }
-    Ok(Box::new(DelayedRecall {
-        classes: s.usize("classes"),
-        cue_steps: s.usize("cue_steps"),
-        delay: s.usize("delay"),
-        noise_channels: s.usize("noise_channels"),
-        noise_rate,
-        valid_batches: s.usize("valid_batches"),
-        test_batches: s.usize("test_batches"),
-        seed: ctx.seed,
-    }))
 }
 
 impl DelayedRecall {
     /// Channel of the recall marker; cue channels are `0..classes`, noise channels follow the marker.
     fn marker(&self) -> usize {
-        self.classes
+        self.s.classes
     }
 
     fn sample(&self, rng: &mut impl Rng, batch: usize) -> Batch {
@@ -63,17 +61,17 @@ impl DelayedRecall {
         let mut inputs = vec![0.0f32; steps * batch * w];
         let mut targets = Vec::with_capacity(batch);
         for b in 0..batch {
-            let y = rng.gen_range(0..self.classes);
+            let y = rng.gen_range(0..self.s.classes);
             targets.push(y);
             for t in 0..steps {
                 let row = &mut inputs[(t * batch + b) * w..(t * batch + b + 1) * w];
                 for v in row.iter_mut() {
-                    if rng.gen::<f64>() < self.noise_rate {
+                    if rng.gen::<f64>() < self.s.noise_rate {
                         *v = 1.0;
                     }
                 }
                 row[self.marker()] = 0.0;
-                if t < self.cue_steps {
+                if t < self.s.cue_steps {
                     row[y] = 1.0;
                 }
                 if t == steps - 1 {
@@ -87,13 +85,13 @@ impl DelayedRecall {
 
 impl Task for DelayedRecall {
     fn input_width(&self) -> usize {
-        self.classes + 1 + self.noise_channels
+        self.s.classes + 1 + self.s.noise_channels
     }
     fn classes(&self) -> usize {
-        self.classes
+        self.s.classes
     }
     fn sequence_length(&self) -> usize {
-        self.cue_steps + self.delay + 1
+        self.s.cue_steps + self.s.delay + 1
     }
     fn loss_at(&self) -> LossAt {
         LossAt::LastStep
@@ -103,9 +101,9 @@ impl Task for DelayedRecall {
     }
     fn eval_batches(&self, split: Split, batch: usize) -> Result<EvalBatches<'_>, PluginError> {
         let (purpose, n) = match split {
-            Split::Train => ("delayed_recall/train-eval", self.valid_batches),
-            Split::Valid => ("delayed_recall/valid", self.valid_batches),
-            Split::Test => ("delayed_recall/test", self.test_batches),
+            Split::Train => ("delayed_recall/train-eval", self.s.valid_batches),
+            Split::Valid => ("delayed_recall/valid", self.s.valid_batches),
+            Split::Test => ("delayed_recall/test", self.s.test_batches),
         };
         Ok(Box::new((0..n as u64).map(move |i| Ok(self.sample(&mut stream(self.seed, purpose, i), batch)))))
     }
@@ -114,9 +112,9 @@ impl Task for DelayedRecall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elmlab_kernel::registry::Registry;
-    use elmlab_kernel::schema::default_settings;
-    use elmlab_kernel::task::validate_batch;
+    use elmlab_core::registry::Registry;
+    use elmlab_core::settings::default_settings;
+    use elmlab_core::task::validate_batch;
 
     fn task() -> Box<dyn Task> {
         let e = Registry::builtin().tasks.get("delayed_recall").unwrap();
@@ -146,10 +144,16 @@ mod tests {
         let t = task();
         assert_eq!(t.train_batch(5, 3).unwrap(), t.train_batch(5, 3).unwrap());
         assert_ne!(t.train_batch(5, 3).unwrap(), t.train_batch(6, 3).unwrap());
-        let eval = |split| elmlab_kernel::task::collect_eval(t.as_ref(), split, 4).unwrap();
+        let eval = |split| elmlab_core::task::collect_eval(t.as_ref(), split, 4).unwrap();
         assert_eq!(eval(Split::Valid), eval(Split::Valid));
         assert_ne!(eval(Split::Valid), eval(Split::Test));
         assert_eq!(eval(Split::Test).len(), 8);
+    }
+
+    #[test]
+    fn conforms() {
+        elmlab_core::conformance::check_entry_fields(Registry::builtin().tasks.get("delayed_recall").unwrap());
+        elmlab_core::conformance::check_task(task().as_ref());
     }
 
     #[test]

@@ -1,22 +1,30 @@
-//! The plugin example of the README, compiled and checked: it registers, and its
-//! batches pass the kernel's checks. Keep it equal to the README's code block.
+//! The plugin example of the README, compiled and checked: it registers, and it passes
+//! the conformance checks. Keep it equal to the README's code block.
 
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::registry::TaskEntry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
+use elmlab_core::error::PluginError;
+use elmlab_core::registry::{TaskEntry, TaskPlugin};
+use elmlab_core::rng::stream;
+use elmlab_core::settings::Settings;
+use elmlab_core::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
 use rand::Rng;
 
-static FIELDS: &[F] = &[F::new("length", K::Int { min: 1 }, D::Int(20), "sequence length")];
-
-fn build(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
-    Ok(Box::new(Parity { length: s.usize("length"), seed: ctx.seed }))
+/// The settings, declared once: `elmlab list` and config checking read them from here.
+#[derive(Settings, Clone, Debug)]
+pub struct ParitySettings {
+    /// sequence length
+    #[setting(default = 20, min = 1)]
+    pub length: usize,
 }
 
-elmlab_kernel::inventory::submit! {
-    TaskEntry { name: "parity", doc: "parity of a random bit string, read at the last step", fields: FIELDS, build }
+impl TaskPlugin for ParitySettings {
+    const NAME: &'static str = "parity";
+    const DOC: &'static str = "parity of a random bit string, read at the last step";
+    fn build(self, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+        Ok(Box::new(Parity { length: self.length, seed: ctx.seed }))
+    }
 }
+
+elmlab_core::inventory::submit! { TaskEntry::of::<ParitySettings>() }
 
 struct Parity { length: usize, seed: u64 }
 
@@ -43,12 +51,24 @@ impl Task for Parity {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use elmlab_core::conformance::{check_entry_fields, check_task};
+    use elmlab_core::settings::DeclaredSettings;
+
+    #[test]
+    fn conforms() {
+        check_entry_fields(&TaskEntry::of::<ParitySettings>());
+        check_task(ParitySettings::defaults().unwrap().build(&TaskContext { seed: 1 }).unwrap().as_ref());
+    }
+}
+
 #[test]
-fn the_readme_task_registers_and_its_batches_are_valid() {
-    let registry = elmlab_kernel::registry::Registry::builtin();
+fn the_readme_task_registers_and_passes_the_checks() {
+    let registry = elmlab_core::registry::Registry::builtin();
     let entry = registry.tasks.get("parity").unwrap();
-    let task = (entry.build)(&elmlab_kernel::schema::default_settings(entry.fields), &TaskContext { seed: 1 }).unwrap();
-    let b = task.train_batch(0, 4).unwrap();
-    elmlab_kernel::task::validate_batch(task.as_ref(), &b).unwrap();
-    assert_eq!(elmlab_kernel::task::collect_eval(task.as_ref(), Split::Test, 4).unwrap().len(), 10);
+    let task = (entry.build)(&elmlab_core::settings::default_settings(entry.fields), &TaskContext { seed: 1 }).unwrap();
+    elmlab_core::conformance::check_task(task.as_ref());
+    assert_eq!(elmlab_core::task::collect_eval(task.as_ref(), Split::Test, 4).unwrap().len(), 10);
 }

@@ -1,11 +1,12 @@
 //! The SHD loader on files written by h5py (tests/fixtures/make_shd_fixtures.py), and
 //! the SHD-Adding task rules on the synthetic twin.
 
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::schema::Settings;
-use elmlab_kernel::task::{collect_eval, Inputs, Split, Task, TaskContext};
+use elmlab_core::registry::Registry;
+use elmlab_core::settings::Settings;
+use elmlab_core::task::{collect_eval, Inputs, Split, Task, TaskContext};
 use elmlab_tasks::shd::data::{bin_of, bin_samples, locate, read_file, BinnedSample};
-use elmlab_tasks::shd::DataSource;
+use elmlab_core::settings::DeclaredSettings;
+use elmlab_tasks::shd::{DataSource, ShdData};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -98,10 +99,10 @@ fn shd_adding_rules_on_the_synthetic_twin() {
     assert_eq!((task.input_width(), task.classes(), task.sequence_length()), (700, 19, 80));
     let b = task.train_batch(0, 6).unwrap();
     assert_eq!((b.steps, b.batch), (80, 6));
-    elmlab_kernel::task::validate_batch(task.as_ref(), &b).unwrap();
+    elmlab_core::task::validate_batch(task.as_ref(), &b).unwrap();
     // labels are (y1 mod 10) + (y2 mod 10): check them against the painted inputs by
     // rebuilding each half from the pool
-    let pools = DataSource::from_settings(&settings(dir.path(), &[]), 4).unwrap().load().unwrap();
+    let pools = DataSource::new(&ShdData::from_settings(&settings(dir.path(), &[])).unwrap(), 4).unwrap().load().unwrap();
     let Inputs::Dense(x) = &b.inputs else { panic!() };
     for s in 0..6 {
         let half = |offset: usize| -> Vec<u32> {
@@ -137,7 +138,7 @@ fn shd_adding_rules_on_the_synthetic_twin() {
 #[test]
 fn validation_pool_is_a_seeded_disjoint_fifth_of_the_train_file() {
     let dir = tempfile::tempdir().unwrap();
-    let load = |seed| DataSource::from_settings(&settings(dir.path(), &[]), seed).unwrap().load().unwrap();
+    let load = |seed| DataSource::new(&ShdData::from_settings(&settings(dir.path(), &[])).unwrap(), seed).unwrap().load().unwrap();
     let (a, b, c) = (load(1), load(1), load(2));
     let ids = |p: &[BinnedSample]| p.iter().map(|s| s.index).collect::<std::collections::BTreeSet<_>>();
     assert_eq!(ids(&a.valid).len(), 240); // 20% of the 1,200 synthetic training samples
@@ -166,4 +167,21 @@ fn a_bin_width_that_does_not_divide_a_second_is_refused() {
     let e = Registry::builtin().tasks.get("shd_adding").unwrap();
     let err = (e.build)(&settings(Path::new("/tmp"), &[("bin_ms", serde_json::json!(3.0))]), &TaskContext { seed: 0 }).err().unwrap().to_string();
     assert!(err.contains("bin_ms"), "{err}");
+}
+
+#[test]
+fn both_tasks_conform_on_the_synthetic_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::builtin();
+    for name in ["shd_adding", "shd"] {
+        let e = registry.tasks.get(name).unwrap();
+        elmlab_core::conformance::check_entry_fields(e);
+        let mut s = settings(dir.path(), &[]).as_map().clone();
+        if name == "shd" {
+            s.remove("valid_batches");
+            s.remove("test_batches");
+        }
+        let task = (e.build)(&Settings::from_map(s), &TaskContext { seed: 2 }).unwrap();
+        elmlab_core::conformance::check_task(task.as_ref());
+    }
 }

@@ -1,45 +1,94 @@
 //! The ELM Network neuron (elm-network.md): a hidden layer of Expressive Leaky Memory
 //! neurons wired by a connectivity pattern, followed by a readout layer of `C` ELM
 //! neurons with linear integration; the kernel adds the output map `C → C`.
+//!
+//! `spec`: what sizes a layer and its closed-form count; `layer`: the op-by-op reference
+//! layer; `fused`: the same layer through the hand-written `kernel`.
 
+mod fused;
+pub mod kernel;
 mod layer;
+mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use layer::{ElmLayer, LayerSpec, MlpActivation};
+pub use layer::ElmLayer;
+pub use spec::{LayerSpec, MlpActivation};
 
-use crate::fused::{Path, PATH_FIELD};
-use elmlab_kernel::connectivity::{Connectivity, WiringShape};
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::neuron::{LayerPlan, NetworkShape, NeuronModel, RecurrentLayer};
-use elmlab_kernel::params::ParamStore;
-use elmlab_kernel::registry::NeuronEntry;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
+use crate::activation::Activation;
+use crate::path::Path;
+use elmlab_core::connectivity::{Connectivity, WiringShape};
+use elmlab_core::error::PluginError;
+use elmlab_core::neuron::{LayerPlan, NetworkShape, NeuronModel, RecurrentLayer};
+use elmlab_core::params::ParamStore;
+use elmlab_core::registry::{NeuronEntry, NeuronPlugin};
+use elmlab_core::settings::Settings;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-static FIELDS: &[F] = &[
-    F::new("memory", K::Int { min: 1 }, D::Int(5), "d_m, memory units per neuron"),
-    F::new("mlp_hidden", K::OptionalInt { min: 1 }, D::None, "d_mlp, MLP hidden width (None: 2·memory)"),
-    F::new("mlp_layers", K::Int { min: 0 }, D::Int(1), "l_mlp, hidden layers of the MLP (0 = linear integration)"),
-    F::new("mlp_activation", K::Choice(&["relu2", "relu", "silu"]), D::Text("relu2"), "φ after every hidden MLP layer (relu2 = max(x,0)²)"),
-    F::new("branches", K::OptionalInt { min: 1 }, D::None, "d_tree, dendritic branches (None: 2·mlp_hidden)"),
-    F::new("synapses_per_branch", K::OptionalInt { min: 1 }, D::None, "d_brch (None: = branches); k_c = branches·synapses_per_branch"),
-    F::new("lambda", K::Float { min: 0.0 }, D::Float(5.0), "λ, input/forget timescale ratio"),
-    F::new("tau_memory", K::Range, D::Range(1.0, 500.0), "(τ_min, τ_max), memory timescales in steps, log-spaced, fixed"),
-    F::new("learn_tau", K::Bool, D::Bool(false), "train the memory timescales (not implemented yet: refused)"),
-    F::new("high_pass_tau", K::OptionalFloat { min: 0.0 }, D::Float(5.0), "τ_r of the output high-pass filter (None = off)"),
-    F::new("input_scale", K::Float { min: 0.0 }, D::Float(10.0), "s_in, scale on each branch's summed input"),
-    F::new("activation", K::Choice(&["relu", "identity"]), D::Text("relu"), "g, the hidden neuron's output non-linearity"),
-    F::new("dropout", K::Float { min: 0.0 }, D::Float(0.0), "variational dropout p on both layers' inputs and recurrent inputs (one mask per sequence)"),
-    F::new("mlp_penalty", K::Float { min: 0.0 }, D::Float(0.0), "strength of the MLP-magnitude penalty (training.md)"),
-    F::new("activity_penalty", K::Float { min: 0.0 }, D::Float(0.0), "strength of the activity penalty (training.md)"),
-    PATH_FIELD,
-];
-
-elmlab_kernel::inventory::submit! {
-    NeuronEntry { name: "elm", doc: "ELM Network: expressive leaky-memory neurons with a dendritic MLP, plus an ELM readout layer", fields: FIELDS, build }
+/// The ELM Network's settings.
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct ElmSettings {
+    /// d_m, memory units per neuron
+    #[setting(default = 5, min = 1)]
+    pub memory: usize,
+    /// d_mlp, MLP hidden width (None: 2·memory)
+    #[setting(min = 1)]
+    pub mlp_hidden: Option<usize>,
+    /// l_mlp, hidden layers of the MLP (0 = linear integration)
+    #[setting(default = 1, min = 0)]
+    pub mlp_layers: usize,
+    /// φ after every hidden MLP layer (relu2 = max(x,0)²)
+    #[setting(default = "relu2")]
+    pub mlp_activation: MlpActivation,
+    /// d_tree, dendritic branches (None: 2·mlp_hidden)
+    #[setting(min = 1)]
+    pub branches: Option<usize>,
+    /// d_brch (None: = branches); k_c = branches·synapses_per_branch
+    #[setting(min = 1)]
+    pub synapses_per_branch: Option<usize>,
+    /// λ, input/forget timescale ratio
+    #[setting(default = 5.0, min = 0.0)]
+    pub lambda: f64,
+    /// (τ_min, τ_max), memory timescales in steps, log-spaced, fixed
+    #[setting(default = (1.0, 500.0))]
+    pub tau_memory: (f64, f64),
+    /// train the memory timescales (not implemented yet: refused)
+    #[setting(default = false)]
+    pub learn_tau: bool,
+    /// τ_r of the output high-pass filter (None = off)
+    #[setting(default = 5.0, above = 0.0)]
+    pub high_pass_tau: Option<f64>,
+    /// s_in, scale on each branch's summed input
+    #[setting(default = 10.0, min = 0.0)]
+    pub input_scale: f64,
+    /// g, the hidden neuron's output non-linearity
+    #[setting(default = "relu")]
+    pub activation: Activation,
+    /// variational dropout p on both layers' inputs and recurrent inputs (one mask per sequence)
+    #[setting(default = 0.0, min = 0.0, below = 1.0)]
+    pub dropout: f64,
+    /// strength of the MLP-magnitude penalty (training.md)
+    #[setting(default = 0.0, min = 0.0)]
+    pub mlp_penalty: f64,
+    /// strength of the activity penalty (training.md)
+    #[setting(default = 0.0, min = 0.0)]
+    pub activity_penalty: f64,
+    /// auto/fused: the fused whole-sequence CPU layer; reference: the op-by-op layer (same numbers, slower)
+    #[setting(default = "auto")]
+    pub path: Path,
 }
+
+impl NeuronPlugin for ElmSettings {
+    const NAME: &'static str = "elm";
+    const DOC: &'static str = "ELM Network: expressive leaky-memory neurons with a dendritic MLP, plus an ELM readout layer";
+
+    fn build(self) -> Result<Box<dyn NeuronModel>, PluginError> {
+        Ok(Box::new(Elm::new(&self)?))
+    }
+}
+
+elmlab_core::inventory::submit! { NeuronEntry::of::<ElmSettings>() }
 
 /// The resolved settings of the ELM Network.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,54 +96,43 @@ pub struct Elm {
     pub hidden: LayerSpec,
 }
 
-fn build(s: &Settings) -> Result<Box<dyn NeuronModel>, PluginError> {
-    let memory = s.usize("memory");
-    let mlp_hidden = s.optional_usize("mlp_hidden").unwrap_or(2 * memory);
-    let branches = s.optional_usize("branches").unwrap_or(2 * mlp_hidden);
-    let synapses_per_branch = s.optional_usize("synapses_per_branch").unwrap_or(branches);
-    let tau = s.range("tau_memory");
-    if tau.0 <= 0.0 {
-        return Err(PluginError::new(format!("tau_memory must be positive, got ({}, {})", tau.0, tau.1)));
-    }
-    if s.bool("learn_tau") {
-        return Err(PluginError::new("learn_tau = true is not implemented yet; the timescales are fixed (set learn_tau: false)"));
-    }
-    let dropout = s.float("dropout");
-    if dropout >= 1.0 {
-        return Err(PluginError::new(format!("dropout must be below 1, got {dropout}")));
-    }
-    if s.optional_float("high_pass_tau") == Some(0.0) {
-        return Err(PluginError::new("high_pass_tau must be positive (or None for off)"));
-    }
-    let hidden = LayerSpec {
-        name: "hidden".into(),
-        units: 0,
-        input_width: 0,
-        memory,
-        mlp_hidden,
-        mlp_layers: s.usize("mlp_layers"),
-        mlp_activation: match s.text("mlp_activation") {
-            "relu" => MlpActivation::Relu,
-            "silu" => MlpActivation::Silu,
-            _ => MlpActivation::Relu2,
-        },
-        branches,
-        synapses_per_branch,
-        lambda: s.float("lambda"),
-        tau_memory: tau,
-        high_pass_tau: s.optional_float("high_pass_tau"),
-        input_scale: s.float("input_scale"),
-        relu_output: s.text("activation") == "relu",
-        dropout,
-        mlp_penalty: s.float("mlp_penalty"),
-        activity_penalty: s.float("activity_penalty"),
-        path: Path::parse(s.text("path"))?,
-        inputs_need_grad: false,
-    };
-    Ok(Box::new(Elm { hidden }))
-}
-
 impl Elm {
+    /// The model of these settings; refuses what the schema cannot say.
+    pub fn new(s: &ElmSettings) -> Result<Self, PluginError> {
+        let mlp_hidden = s.mlp_hidden.unwrap_or(2 * s.memory);
+        let branches = s.branches.unwrap_or(2 * mlp_hidden);
+        let synapses_per_branch = s.synapses_per_branch.unwrap_or(branches);
+        let tau = s.tau_memory;
+        if tau.0 <= 0.0 {
+            return Err(PluginError::setting("tau_memory", format!("must be positive, got ({}, {})", tau.0, tau.1)));
+        }
+        if s.learn_tau {
+            return Err(PluginError::setting("learn_tau", "= true is not implemented yet; the timescales are fixed (set learn_tau: false)"));
+        }
+        let hidden = LayerSpec {
+            name: "hidden".into(),
+            units: 0,
+            input_width: 0,
+            memory: s.memory,
+            mlp_hidden,
+            mlp_layers: s.mlp_layers,
+            mlp_activation: s.mlp_activation,
+            branches,
+            synapses_per_branch,
+            lambda: s.lambda,
+            tau_memory: tau,
+            high_pass_tau: s.high_pass_tau,
+            input_scale: s.input_scale,
+            relu_output: s.activation == Activation::Relu,
+            dropout: s.dropout,
+            mlp_penalty: s.mlp_penalty,
+            activity_penalty: s.activity_penalty,
+            path: s.path.check()?,
+            inputs_need_grad: false,
+        };
+        Ok(Elm { hidden })
+    }
+
     /// The two layers for a network shape. The hidden layer's fan-in is what the
     /// connectivity pattern gave; it must split into whole branches.
     pub fn layer_specs(&self, shape: &NetworkShape) -> Result<(LayerSpec, LayerSpec), PluginError> {
@@ -104,7 +142,7 @@ impl Elm {
         let k_c = shape.fan_in.unwrap_or(hidden.k_c());
         if k_c != hidden.k_c() {
             if k_c % hidden.branches != 0 {
-                return Err(PluginError::new(format!(
+                return Err(PluginError::shape(format!(
                     "the connectivity pattern gives {k_c} synapses per neuron, which does not split into {} branches",
                     hidden.branches
                 )));

@@ -3,11 +3,13 @@
 //! finite-difference gradients), plus exact accounting and refusals.
 
 use super::*;
-use elmlab_kernel::network::{cross_entropy, Network};
-use elmlab_kernel::neuron::ForwardContext;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::default_settings;
-use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use elmlab_train::network::Network;
+use elmlab_train::loss::cross_entropy;
+use elmlab_core::neuron::{ForwardContext, LayerState};
+use elmlab_core::settings::DeclaredSettings;
+use elmlab_core::rng::stream;
+use elmlab_core::settings::default_settings;
+use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -40,7 +42,7 @@ fn spec(v: &Value, name: &str) -> LayerSpec {
         dropout: 0.0,
         mlp_penalty: f("mlp_penalty"),
         activity_penalty: f("activity_penalty"),
-        path: crate::fused::Path::Reference,
+        path: crate::path::Path::Reference,
         inputs_need_grad: name != "hidden",
     }
 }
@@ -60,7 +62,7 @@ fn check_fixture(name: &str) {
     let mut store = ParamStore::new();
     for (pname, p) in case["params"].as_object().unwrap() {
         let shape: Vec<usize> = p["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-        store.insert(pname, &shape, floats(&p["values"]).iter().map(|&x| x as f32).collect());
+        store.insert(pname, &shape, floats(&p["values"]).iter().map(|&x| x as f32).collect()).unwrap();
     }
     let layers: Vec<Box<dyn RecurrentLayer>> = vec![
         Box::new(ElmLayer::new(hidden.clone(), flat_usize(&case["hidden_connectome"])).unwrap()),
@@ -78,7 +80,7 @@ fn check_fixture(name: &str) {
 
     // forward: logits at every step (read every step for the comparison)
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
-    let pass = network.forward(&mut ctx, &b, LossAt::EveryStep, None);
+    let pass = network.forward(&mut ctx, &b, LossAt::EveryStep, None).unwrap();
     for (t, got) in pass.step_logits(batch).iter().enumerate() {
         for c in 0..classes {
             for s in 0..batch {
@@ -91,7 +93,7 @@ fn check_fixture(name: &str) {
 
     // loss, penalties and gradients
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
-    let g = network.loss_and_gradients(&mut ctx, &b, at, smoothing, None);
+    let g = network.loss_and_gradients(&mut ctx, &b, at, smoothing, None).unwrap();
     assert!(close(g.loss as f64, expected["loss"].as_f64().unwrap(), 1e-5), "{name}: loss {} vs {}", g.loss, expected["loss"]);
     for (pen, value) in &g.penalties {
         assert!(close(*value as f64, expected[pen.as_str()].as_f64().unwrap(), 1e-5), "{name}: penalty {pen} {value} vs {}", expected[pen.as_str()]);
@@ -124,11 +126,11 @@ fn silu_mlp_with_activity_penalty_matches_numpy() {
 }
 
 fn elm(overrides: &[(&str, Value)]) -> Result<Box<dyn NeuronModel>, PluginError> {
-    let mut s = default_settings(FIELDS).as_map().clone();
+    let mut s = default_settings(ElmSettings::FIELDS).as_map().clone();
     for (k, v) in overrides {
         s.insert(k.to_string(), v.clone());
     }
-    build(&Settings::from_map(s))
+    (NeuronEntry::of::<ElmSettings>().build)(&Settings::from_map(s))
 }
 
 fn total(model: &dyn NeuronModel, units: usize, input_width: usize, classes: usize) -> usize {
@@ -157,7 +159,7 @@ fn closed_form_equals_real_tensors_over_a_grid() {
         let model = elm(&[("memory", json!(memory)), ("mlp_layers", json!(layers)), ("branches", json!(branches)), ("synapses_per_branch", json!(spb))]).unwrap();
         let shape = NetworkShape { units: 7, input_width: 11, classes: 4, fan_in: model.requested_fan_in() };
         let mut store = ParamStore::new();
-        model.build(&shape, &crate::test_wiring::AnySource, &mut store, &mut stream(1, "init", 0)).unwrap();
+        model.build(&shape, &elmlab_core::conformance::AnySource, &mut store, &mut stream(1, "init", 0)).unwrap();
         for layer in model.plan(&shape) {
             assert_eq!(store.count(&format!("{}.", layer.name)), layer.params, "{memory} {layers} {branches} {spb}: {}", layer.name);
         }
@@ -189,7 +191,7 @@ fn refusals_are_clear() {
         fn fan_in(&self, _: usize, d: usize, n: usize) -> usize {
             d + n
         }
-        fn wire(&self, _: WiringShape, _: &mut ChaCha8Rng) -> Result<elmlab_kernel::connectivity::Connectome, PluginError> {
+        fn wire(&self, _: WiringShape, _: &mut ChaCha8Rng) -> Result<elmlab_core::connectivity::Connectome, PluginError> {
             unreachable!()
         }
         fn is_recurrent(&self) -> bool {
@@ -210,15 +212,42 @@ fn dropout_masks_are_fixed_per_sequence_and_off_in_evaluation() {
     hidden.activity_penalty = 0.0;
     let mut store = ParamStore::new();
     let layer = ElmLayer::create(hidden.clone(), flat_usize(&case["hidden_connectome"]), &mut store, &mut stream(2, "init", 0)).unwrap();
-    let dev = elmlab_kernel::tensor::device();
-    let x = || (0..6).map(|t| elmlab_kernel::tensor::trace(&elmlab_kernel::tensor::matrix(&dev, vec![(t % 2) as f32; 4 * 2], 4, 2))).collect::<Vec<_>>();
+    let dev = elmlab_core::tensor::device();
+    let x = || (0..6).map(|t| elmlab_core::tensor::trace(&elmlab_core::tensor::matrix(&dev, vec![(t % 2) as f32; 4 * 2], 4, 2))).collect::<Vec<_>>();
     let run = |training: bool, seed: u64| {
         let mut ctx = ForwardContext::new(training, stream(seed, "drop", 0));
-        let state = layer.zero_state(2).iter().map(elmlab_kernel::tensor::trace).collect();
-        layer.sequence(&store, &mut ctx, x(), state).outputs.iter().flat_map(|o| o.as_vec()).collect::<Vec<f32>>()
+        let state = LayerState::new(layer.zero_state(2).iter().map(elmlab_core::tensor::trace).collect());
+        let (outputs, _, _) = layer.sequence(&store, &mut ctx, x(), state).unwrap().into_parts();
+        outputs.into_steps(6).iter().flat_map(|o| o.as_vec()).collect::<Vec<f32>>()
     };
     assert_eq!(run(false, 1), run(false, 2), "evaluation ignores dropout");
     assert_eq!(run(true, 1), run(true, 1), "masks come from the pass's rng");
     assert_ne!(run(true, 1), run(true, 2));
     assert_ne!(run(true, 1), run(false, 1));
+}
+
+/// The conformance checks on the fused and the reference path, over the options that
+/// change the layer's structure or its loss (dropout and both penalties in training mode).
+#[test]
+fn conforms_on_both_paths_with_every_option() {
+    use elmlab_core::conformance::{check_entry_fields, check_neuron};
+    use serde_json::json;
+    check_entry_fields(&NeuronEntry::of::<ElmSettings>());
+    let small = [("memory", json!(2)), ("mlp_hidden", json!(3)), ("branches", json!(2)), ("synapses_per_branch", json!(3)), ("tau_memory", json!([1.0, 20.0]))];
+    let cases: [&[(&str, Value)]; 4] = [
+        &[],
+        &[("dropout", json!(0.3)), ("mlp_penalty", json!(0.2)), ("activity_penalty", json!(0.1))],
+        &[("mlp_layers", json!(2)), ("mlp_activation", json!("silu")), ("high_pass_tau", Value::Null), ("activation", json!("identity"))],
+        &[("mlp_layers", json!(0))],
+    ];
+    for case in cases {
+        for path in ["fused", "reference"] {
+            let mut settings: Vec<(&str, Value)> = small.to_vec();
+            settings.extend_from_slice(case);
+            settings.push(("path", json!(path)));
+            check_neuron(elm(&settings).unwrap().as_ref());
+        }
+    }
+    // the defaults, at their real sizes
+    check_neuron(elm(&[]).unwrap().as_ref());
 }

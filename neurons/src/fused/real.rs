@@ -1,11 +1,11 @@
 //! The scalar the fused kernels compute in: `f32` in training, `f64` in the tests that
 //! check the kernels against finite differences.
 
-use elmlab_kernel::host_op::exp::exp_f32;
+use elmlab_host_ops::exp::exp_f32;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
 pub trait Real:
-    elmlab_kernel::host_op::matmul::Scalar + Default + PartialOrd + std::fmt::Debug
+    elmlab_host_ops::matmul::Scalar + Default + PartialOrd + std::fmt::Debug
     + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> + Neg<Output = Self>
     + AddAssign + SubAssign + MulAssign
 {

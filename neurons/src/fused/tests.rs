@@ -2,14 +2,14 @@
 //! every gradient, with dropout, carried state and reset sequences), the kernels in f64
 //! against central finite differences, and the same numbers on 1 and 2 threads.
 
-use super::lstm_kernel::{LstmForward, LstmWeights};
-use elmlab_kernel::network::{Gradients, Network, NetworkState};
-use elmlab_kernel::neuron::{ForwardContext, NetworkShape};
-use elmlab_kernel::params::ParamStore;
-use elmlab_kernel::registry::Registry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{default_settings, Settings};
-use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use crate::gated::lstm_kernel::{LstmForward, LstmWeights};
+use elmlab_train::network::{Gradients, Network, NetworkState};
+use elmlab_core::neuron::{ForwardContext, NetworkShape};
+use elmlab_core::params::ParamStore;
+use elmlab_core::registry::Registry;
+use elmlab_core::rng::stream;
+use elmlab_core::settings::{default_settings, Settings};
+use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -28,10 +28,10 @@ fn network(name: &str, settings: &[(&str, Value)], path: &str, units: usize) -> 
     let shape = NetworkShape { units, input_width: D, classes: C, fan_in: model.requested_fan_in() };
     let mut params = ParamStore::new();
     let mut rng = stream(11, "init", 0);
-    let layers = model.build(&shape, &crate::test_wiring::AnySource, &mut params, &mut rng).unwrap();
+    let layers = model.build(&shape, &elmlab_core::conformance::AnySource, &mut params, &mut rng).unwrap();
     let last = layers.last().unwrap().units();
-    params.insert_uniform("output.weight", &[C, last], 0.7, &mut rng);
-    params.insert_uniform("output.bias", &[C], 0.7, &mut rng);
+    params.insert_uniform("output.weight", &[C, last], 0.7, &mut rng).unwrap();
+    params.insert_uniform("output.bias", &[C], 0.7, &mut rng).unwrap();
     Network { layers, params, classes: C, input_width: D }
 }
 
@@ -61,10 +61,10 @@ fn state_values(s: &NetworkState) -> Vec<Vec<f32>> {
 /// Two batches (the second continues the first's state with one sequence reset), in
 /// training mode (dropout and penalties on), on both paths.
 fn train_pass(net: &Network, loss_at: LossAt, b: usize) -> (Gradients, Gradients) {
-    let first = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 0)), &batch(1, Carry::Fresh, loss_at, b), loss_at, 0.1, None);
+    let first = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 0)), &batch(1, Carry::Fresh, loss_at, b), loss_at, 0.1, None).unwrap();
     let mut reset = vec![false; b];
     reset[1] = true;
-    let second = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 1)), &batch(2, Carry::Continue { reset }, loss_at, b), loss_at, 0.1, Some(&first.final_state));
+    let second = net.loss_and_gradients(&mut ForwardContext::new(true, stream(5, "forward", 1)), &batch(2, Carry::Continue { reset }, loss_at, b), loss_at, 0.1, Some(&first.final_state)).unwrap();
     (first, second)
 }
 
@@ -93,7 +93,7 @@ fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize, b: u
         // evaluation mode: logits at every step
         let eval = batch(3, Carry::Fresh, LossAt::EveryStep, b);
         let logits = |net: &Network| -> Vec<f32> {
-            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).step_logits(eval.batch).concat()
+            net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).unwrap().step_logits(eval.batch).concat()
         };
         assert_close(&format!("{what} eval logits"), &logits(&fused), &logits(&reference), 1e-5);
     }
@@ -212,7 +212,7 @@ fn fused_elm_same_numbers_on_one_and_two_threads() {
 /// a two-layer MLP and a non-zero initial state.
 #[test]
 fn elm_kernel_gradients_equal_finite_differences_in_f64() {
-    use super::elm_kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
+    use crate::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
     use crate::elm::{LayerSpec, MlpActivation};
     for (activation, high_pass, relu_output) in [(MlpActivation::Relu2, Some(3.0), true), (MlpActivation::Silu, None, false)] {
         let (n, i, b, t) = (3usize, 2usize, 2usize, 4usize);
@@ -234,7 +234,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             dropout: 0.0,
             mlp_penalty: 0.0,
             activity_penalty: 0.0,
-            path: super::Path::Fused,
+            path: crate::path::Path::Fused,
             inputs_need_grad: true,
         };
         let mut rng = stream(6, "elm-fd", 0);

@@ -2,20 +2,22 @@
 //! nn.GRU + nn.Linear + cross-entropy, float64), closed-form counts, budget solving.
 
 use super::*;
-use crate::fused::Path;
-use elmlab_kernel::budget::largest_fitting;
-use elmlab_kernel::network::Network;
-use elmlab_kernel::neuron::{ForwardContext, NetworkShape, NeuronModel};
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use crate::path::Path;
+use elmlab_core::cell::CellModel;
+use elmlab_core::params::ParamStore;
+use elmlab_core::budget::largest_fitting;
+use elmlab_train::network::Network;
+use elmlab_core::neuron::{ForwardContext, NetworkShape, NeuronModel};
+use elmlab_core::rng::stream;
+use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
 use serde_json::Value;
 
 struct NoWiring;
-impl elmlab_kernel::connectivity::Connectivity for NoWiring {
+impl elmlab_core::connectivity::Connectivity for NoWiring {
     fn fan_in(&self, r: usize, _: usize, _: usize) -> usize {
         r
     }
-    fn wire(&self, _: elmlab_kernel::connectivity::WiringShape, _: &mut rand_chacha::ChaCha8Rng) -> Result<elmlab_kernel::connectivity::Connectome, elmlab_kernel::error::PluginError> {
+    fn wire(&self, _: elmlab_core::connectivity::WiringShape, _: &mut rand_chacha::ChaCha8Rng) -> Result<elmlab_core::connectivity::Connectome, elmlab_core::error::PluginError> {
         unreachable!("dense models take no connectome")
     }
     fn is_recurrent(&self) -> bool {
@@ -35,8 +37,8 @@ fn check(kind: &str, model: &dyn NeuronModel) {
     let mut store = ParamStore::new();
     let shape = NetworkShape { units: h, input_width: d, classes: c, fan_in: None };
     let layers = model.build(&shape, &NoWiring, &mut store, &mut stream(0, "init", 0)).unwrap();
-    store.insert_zeros("output.weight", &[c, h]);
-    store.insert_zeros("output.bias", &[c]);
+    store.insert_zeros("output.weight", &[c, h]).unwrap();
+    store.insert_zeros("output.bias", &[c]).unwrap();
     for (name, p) in case["params"].as_object().unwrap() {
         store.load_values(name, floats(&p["values"]).iter().map(|&x| x as f32).collect()).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -46,7 +48,7 @@ fn check(kind: &str, model: &dyn NeuronModel) {
     let batch = Batch { steps: t, batch: b, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh };
     let close = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.abs().max(1e-1);
 
-    let pass = net.forward(&mut ForwardContext::new(true, stream(0, "f", 0)), &batch, LossAt::EveryStep, None);
+    let pass = net.forward(&mut ForwardContext::new(true, stream(0, "f", 0)), &batch, LossAt::EveryStep, None).unwrap();
     for (step, got) in pass.step_logits(b).iter().enumerate() {
         for s in 0..b {
             for k in 0..c {
@@ -55,7 +57,7 @@ fn check(kind: &str, model: &dyn NeuronModel) {
             }
         }
     }
-    let g = net.loss_and_gradients(&mut ForwardContext::new(true, stream(0, "f", 0)), &batch, LossAt::EveryStep, 0.0, None);
+    let g = net.loss_and_gradients(&mut ForwardContext::new(true, stream(0, "f", 0)), &batch, LossAt::EveryStep, 0.0, None).unwrap();
     assert!(close(g.loss as f64, case["loss"].as_f64().unwrap()), "{kind} loss {} vs {}", g.loss, case["loss"]);
     for (i, p) in net.params.iter().enumerate() {
         let want = floats(&case["grads"][p.name.as_str()]);
@@ -67,12 +69,12 @@ fn check(kind: &str, model: &dyn NeuronModel) {
 
 #[test]
 fn lstm_equals_pytorch() {
-    check("lstm", &Lstm { forget_bias: 0.0, chrono_max: None, path: Path::Reference });
+    check("lstm", &CellModel::new(LstmCell { forget_bias: 0.0, chrono_max: None, path: Path::Reference }));
 }
 
 #[test]
 fn gru_equals_pytorch() {
-    check("gru", &Gru);
+    check("gru", &CellModel::new(GruCell));
 }
 
 fn count(model: &dyn NeuronModel, units: usize, d: usize, c: usize) -> usize {
@@ -81,9 +83,9 @@ fn count(model: &dyn NeuronModel, units: usize, d: usize, c: usize) -> usize {
 
 #[test]
 fn closed_forms_equal_real_tensors_and_the_reference_count() {
-    let lstm = Lstm { forget_bias: 1.0, chrono_max: None, path: Path::Reference };
+    let lstm = CellModel::new(LstmCell { forget_bias: 1.0, chrono_max: None, path: Path::Reference });
     assert_eq!(count(&lstm, 250, 700, 19), 956_769, "baselines.md: LSTM H = 250 on SHD-Adding");
-    for (model, gates) in [(&lstm as &dyn NeuronModel, 4), (&Gru as &dyn NeuronModel, 3)] {
+    for (model, gates) in [(&lstm as &dyn NeuronModel, 4), (&CellModel::new(GruCell) as &dyn NeuronModel, 3)] {
         for (h, d) in [(1, 1), (3, 7), (17, 5), (64, 204)] {
             let mut store = ParamStore::new();
             model.build(&NetworkShape { units: h, input_width: d, classes: 2, fan_in: None }, &NoWiring, &mut store, &mut stream(0, "i", 0)).unwrap();
@@ -95,7 +97,7 @@ fn closed_forms_equal_real_tensors_and_the_reference_count() {
 
 #[test]
 fn budget_solving_picks_the_largest_width_that_fits() {
-    for model in [&Lstm { forget_bias: 0.0, chrono_max: None, path: Path::Reference } as &dyn NeuronModel, &Gru] {
+    for model in [&CellModel::new(LstmCell { forget_bias: 0.0, chrono_max: None, path: Path::Reference }) as &dyn NeuronModel, &CellModel::new(GruCell)] {
         for budget in [5_000usize, 10_000, 77_310, 1_000_000, 3_516_748] {
             let h = largest_fitting(budget, |n| count(model, n, 700, 19)).unwrap();
             assert!(count(model, h, 700, 19) <= budget && count(model, h + 1, 700, 19) > budget, "budget {budget}: H = {h}");
@@ -107,20 +109,34 @@ fn budget_solving_picks_the_largest_width_that_fits() {
 fn forget_bias_and_chrono_initialisation() {
     let shape = NetworkShape { units: 8, input_width: 3, classes: 2, fan_in: None };
     let mut plain = ParamStore::new();
-    Lstm { forget_bias: 0.0, chrono_max: None, path: Path::Reference }.build(&shape, &NoWiring, &mut plain, &mut stream(5, "i", 0)).unwrap();
+    CellModel::new(LstmCell { forget_bias: 0.0, chrono_max: None, path: Path::Reference }).build(&shape, &NoWiring, &mut plain, &mut stream(5, "i", 0)).unwrap();
     let mut shifted = ParamStore::new();
-    Lstm { forget_bias: 1.0, chrono_max: None, path: Path::Reference }.build(&shape, &NoWiring, &mut shifted, &mut stream(5, "i", 0)).unwrap();
+    CellModel::new(LstmCell { forget_bias: 1.0, chrono_max: None, path: Path::Reference }).build(&shape, &NoWiring, &mut shifted, &mut stream(5, "i", 0)).unwrap();
     let (a, b) = (plain.values("lstm.bias_ih_l0"), shifted.values("lstm.bias_ih_l0"));
     for i in 0..32 {
         let expect = if (8..16).contains(&i) { a[i] + 1.0 } else { a[i] };
         assert!((b[i] - expect).abs() < 1e-6, "bias {i}");
     }
     let mut chrono = ParamStore::new();
-    Lstm { forget_bias: 0.0, chrono_max: Some(100.0), path: Path::Reference }.build(&shape, &NoWiring, &mut chrono, &mut stream(5, "i", 0)).unwrap();
+    CellModel::new(LstmCell { forget_bias: 0.0, chrono_max: Some(100.0), path: Path::Reference }).build(&shape, &NoWiring, &mut chrono, &mut stream(5, "i", 0)).unwrap();
     let (ih, hh) = (chrono.values("lstm.bias_ih_l0"), chrono.values("lstm.bias_hh_l0"));
     for u in 0..8 {
         assert!(ih[8 + u] >= 0.0 && ih[8 + u] <= (99.0f32).ln() + 1e-6, "forget bias in [0, ln 99]");
         assert_eq!(ih[u], -ih[8 + u]);
         assert_eq!((hh[u], hh[8 + u]), (0.0, 0.0));
     }
+}
+
+/// The conformance checks: the LSTM's fused path and reference, the GRU, and their entries.
+#[test]
+fn conform() {
+    use elmlab_core::conformance::{check_entry_fields, check_neuron};
+    use elmlab_core::registry::NeuronEntry;
+    check_entry_fields(&NeuronEntry::of::<LstmSettings>());
+    check_entry_fields(&NeuronEntry::of::<GruSettings>());
+    for path in [Path::Fused, Path::Reference] {
+        check_neuron(&CellModel::new(LstmCell { forget_bias: 1.0, chrono_max: None, path }));
+    }
+    check_neuron(&CellModel::new(LstmCell { forget_bias: 0.0, chrono_max: Some(50.0), path: Path::Auto }));
+    check_neuron(&CellModel::new(GruCell));
 }

@@ -3,10 +3,11 @@
 //! implementation.
 
 use super::*;
-use crate::test_wiring::AnySource;
-use elmlab_kernel::network::Network;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::task::{Batch, Carry, Inputs, LossAt};
+use elmlab_core::conformance::{check_entry_fields, check_neuron, AnySource};
+use elmlab_core::neuron::{ForwardContext, NetworkShape};
+use elmlab_train::network::Network;
+use elmlab_core::rng::stream;
+use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
 use rand::Rng;
 
 
@@ -17,8 +18,8 @@ const C: usize = 3;
 const T: usize = 6;
 const B: usize = 2;
 
-fn model(relu: bool) -> LinearUnits {
-    LinearUnits { synapses: K, tau: (1.5, 20.0), input_scale: 2.0, relu }
+fn model(relu: bool) -> CellModel<LinearUnits> {
+    CellModel::new(LinearUnits { synapses: K, tau: (1.5, 20.0), input_scale: 2.0, relu })
 }
 
 fn network(relu: bool) -> (Network, Vec<Vec<usize>>) {
@@ -30,8 +31,8 @@ fn network(relu: bool) -> (Network, Vec<Vec<usize>>) {
     // Non-zero biases so the bias gradient is exercised away from relu's kink.
     let b: Vec<f32> = (0..UNITS).map(|i| 0.1 * i as f32 - 0.05).collect();
     store.load_values("hidden.b", b).unwrap();
-    store.insert_uniform("output.weight", &[C, UNITS], 0.5, &mut rng);
-    store.insert_uniform("output.bias", &[C], 0.5, &mut rng);
+    store.insert_uniform("output.weight", &[C, UNITS], 0.5, &mut rng).unwrap();
+    store.insert_uniform("output.bias", &[C], 0.5, &mut rng).unwrap();
     // Recover the same connectome: the wiring is the first thing drawn from the stream.
     let wiring = AnySource.wire(WiringShape { units: UNITS, input_width: D_IN, fan_in: K }, &mut stream(7, "init", 0)).unwrap();
     (Network { layers, params: store, classes: C, input_width: D_IN }, wiring.indices)
@@ -88,7 +89,7 @@ fn check(at: LossAt, relu: bool) {
     let (net, idx) = network(relu);
     let b = batch(at);
     let mut ctx = ForwardContext::new(true, stream(0, "fwd", 0));
-    let g = net.loss_and_gradients(&mut ctx, &b, at, 0.0, None);
+    let g = net.loss_and_gradients(&mut ctx, &b, at, 0.0, None).unwrap();
     let base = params_f64(&net);
     let expect = reference_loss(&base, &idx, &b, at, relu);
     assert!((g.loss as f64 - expect).abs() < 1e-5 * expect.abs().max(1.0), "loss {} vs reference {expect}", g.loss);
@@ -121,7 +122,7 @@ fn every_step_loss_and_gradients_match_f64_reference() {
 #[test]
 fn closed_form_count_equals_real_tensors() {
     for (units, k) in [(1, 1), (7, 13), (64, 300)] {
-        let m = LinearUnits { synapses: k, tau: (1.0, 500.0), input_scale: 1.0, relu: true };
+        let m = CellModel::new(LinearUnits { synapses: k, tau: (1.0, 500.0), input_scale: 1.0, relu: true });
         let shape = NetworkShape { units, input_width: 9, classes: 4, fan_in: Some(k) };
         let mut store = ParamStore::new();
         m.build(&shape, &AnySource, &mut store, &mut stream(0, "init", 0)).unwrap();
@@ -131,18 +132,18 @@ fn closed_form_count_equals_real_tensors() {
 }
 
 #[test]
-fn timescales_are_log_spaced_inclusive() {
-    let t = log_spaced(1.0, 100.0, 3);
-    assert!((t[0] - 1.0).abs() < 1e-12 && (t[1] - 10.0).abs() < 1e-9 && (t[2] - 100.0).abs() < 1e-9);
-    assert_eq!(log_spaced(2.0, 9.0, 1), vec![2.0]);
-}
-
-#[test]
 fn registered_with_defaults() {
-    let reg = elmlab_kernel::registry::Registry::builtin();
+    let reg = elmlab_core::registry::Registry::builtin();
     let e = reg.neurons.get("linear").unwrap();
     let names: Vec<_> = e.fields.iter().map(|f| f.name).collect();
     assert_eq!(names, ["synapses", "tau", "input_scale", "activation"]);
-    let built = (e.build)(&elmlab_kernel::schema::default_settings(e.fields)).unwrap();
+    check_entry_fields(e);
+    let built = (e.build)(&elmlab_core::settings::default_settings(e.fields)).unwrap();
     assert_eq!(built.requested_fan_in(), Some(300));
+}
+
+#[test]
+fn conforms_with_each_activation() {
+    check_neuron(&model(true));
+    check_neuron(&model(false));
 }

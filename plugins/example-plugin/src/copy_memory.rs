@@ -6,73 +6,75 @@
 //! Input symbols: 0 blank, `1..=alphabet` data symbols, `alphabet + 1` marker.
 //! Target classes: 0 blank, `1..=alphabet` data symbols.
 
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::registry::TaskEntry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Selection, Split, Task, TaskContext};
+use elmlab_core::error::PluginError;
+use elmlab_core::registry::{TaskEntry, TaskPlugin};
+use elmlab_core::rng::stream;
+use elmlab_core::settings::Settings;
+use elmlab_core::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Selection, Split, Task, TaskContext};
 use rand::Rng;
 
-static FIELDS: &[F] = &[
-    F::new("alphabet", K::Int { min: 1 }, D::Int(8), "data symbols to copy from"),
-    F::new("length", K::Int { min: 1 }, D::Int(10), "symbols to remember"),
-    F::new("delay", K::Int { min: 1 }, D::Int(20), "steps between the last symbol and the end of the marker step"),
-    F::new("valid_batches", K::Int { min: 1 }, D::Int(4), "fixed validation batches"),
-    F::new("test_batches", K::Int { min: 1 }, D::Int(4), "fixed test batches"),
-];
-
-elmlab_kernel::inventory::submit! {
-    TaskEntry { name: "copy_memory", doc: "reproduce a symbol string after a delay; read at every step (example plugin, synthetic)", fields: FIELDS, build }
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct CopyMemorySettings {
+    /// data symbols to copy from
+    #[setting(default = 8, min = 1)]
+    pub alphabet: usize,
+    /// symbols to remember
+    #[setting(default = 10, min = 1)]
+    pub length: usize,
+    /// steps between the last symbol and the end of the marker step
+    #[setting(default = 20, min = 1)]
+    pub delay: usize,
+    /// fixed validation batches
+    #[setting(default = 4, min = 1)]
+    pub valid_batches: usize,
+    /// fixed test batches
+    #[setting(default = 4, min = 1)]
+    pub test_batches: usize,
 }
+
+impl TaskPlugin for CopyMemorySettings {
+    const NAME: &'static str = "copy_memory";
+    const DOC: &'static str = "reproduce a symbol string after a delay; read at every step (example plugin, synthetic)";
+    fn build(self, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+        let task = CopyMemory { s: self, seed: ctx.seed };
+        elmlab_core::tracing::info!(
+            "copy_memory: {} symbols of {} over a delay of {}; predicting blanks and guessing the symbols scores loss {:.4}",
+            task.s.length,
+            task.s.alphabet,
+            task.s.delay,
+            task.memoryless_loss()
+        );
+        Ok(Box::new(task))
+    }
+}
+
+elmlab_core::inventory::submit! { TaskEntry::of::<CopyMemorySettings>() }
 
 #[derive(Clone, Debug)]
 pub struct CopyMemory {
-    pub alphabet: usize,
-    pub length: usize,
-    pub delay: usize,
-    pub valid_batches: usize,
-    pub test_batches: usize,
+    pub s: CopyMemorySettings,
     pub seed: u64,
-}
-
-fn build(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
-    let task = CopyMemory {
-        alphabet: s.usize("alphabet"),
-        length: s.usize("length"),
-        delay: s.usize("delay"),
-        valid_batches: s.usize("valid_batches"),
-        test_batches: s.usize("test_batches"),
-        seed: ctx.seed,
-    };
-    elmlab_kernel::tracing::info!(
-        "copy_memory: {} symbols of {} over a delay of {}; predicting blanks and guessing the symbols scores loss {:.4}",
-        task.length,
-        task.alphabet,
-        task.delay,
-        task.memoryless_loss()
-    );
-    Ok(Box::new(task))
 }
 
 impl CopyMemory {
     fn marker(&self) -> u32 {
-        self.alphabet as u32 + 1
+        self.s.alphabet as u32 + 1
     }
 
     /// Mean cross-entropy (nats per step) of the best model without memory: certain of
     /// the blanks, uniform over the alphabet where symbols are due.
     pub fn memoryless_loss(&self) -> f64 {
-        self.length as f64 * (self.alphabet as f64).ln() / self.sequence_length() as f64
+        self.s.length as f64 * (self.s.alphabet as f64).ln() / self.sequence_length() as f64
     }
 
     fn sample(&self, rng: &mut impl Rng, batch: usize) -> Batch {
         let steps = self.sequence_length();
-        let recall_from = self.length + self.delay;
+        let recall_from = self.s.length + self.s.delay;
         let mut symbols = vec![0u32; steps * batch];
         let mut targets = vec![0usize; steps * batch];
         for b in 0..batch {
-            for i in 0..self.length {
-                let s = rng.gen_range(1..=self.alphabet);
+            for i in 0..self.s.length {
+                let s = rng.gen_range(1..=self.s.alphabet);
                 symbols[i * batch + b] = s as u32;
                 targets[(recall_from + i) * batch + b] = s;
             }
@@ -84,13 +86,13 @@ impl CopyMemory {
 
 impl Task for CopyMemory {
     fn input_width(&self) -> usize {
-        self.alphabet + 2
+        self.s.alphabet + 2
     }
     fn classes(&self) -> usize {
-        self.alphabet + 1
+        self.s.alphabet + 1
     }
     fn sequence_length(&self) -> usize {
-        2 * self.length + self.delay
+        2 * self.s.length + self.s.delay
     }
     fn loss_at(&self) -> LossAt {
         LossAt::EveryStep
@@ -100,11 +102,11 @@ impl Task for CopyMemory {
     }
     fn eval_batches(&self, split: Split, batch: usize) -> Result<EvalBatches<'_>, PluginError> {
         let (purpose, n) = match split {
-            Split::Train => ("copy_memory/train-eval", self.valid_batches),
-            Split::Valid => ("copy_memory/valid", self.valid_batches),
-            Split::Test => ("copy_memory/test", self.test_batches),
+            Split::Train => ("copy_memory/train-eval", self.s.valid_batches),
+            Split::Valid => ("copy_memory/valid", self.s.valid_batches),
+            Split::Test => ("copy_memory/test", self.s.test_batches),
         };
-        elmlab_kernel::tracing::debug!("copy_memory: {n} fixed {split} batches of {batch}");
+        elmlab_core::tracing::debug!("copy_memory: {n} fixed {split} batches of {batch}");
         Ok(Box::new((0..n as u64).map(move |i| Ok(self.sample(&mut stream(self.seed, purpose, i), batch)))))
     }
     fn selection(&self) -> Selection {
@@ -116,10 +118,16 @@ impl Task for CopyMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elmlab_kernel::task::validate_batch;
+    use elmlab_core::task::validate_batch;
 
     fn task() -> CopyMemory {
-        CopyMemory { alphabet: 4, length: 3, delay: 5, valid_batches: 2, test_batches: 3, seed: 7 }
+        CopyMemory { s: CopyMemorySettings { alphabet: 4, length: 3, delay: 5, valid_batches: 2, test_batches: 3 }, seed: 7 }
+    }
+
+    #[test]
+    fn conforms() {
+        elmlab_core::conformance::check_entry_fields(&TaskEntry::of::<CopyMemorySettings>());
+        elmlab_core::conformance::check_task(&task());
     }
 
     #[test]
@@ -148,7 +156,7 @@ mod tests {
         let t = task();
         assert_eq!(t.train_batch(4, 2).unwrap(), t.train_batch(4, 2).unwrap());
         assert_ne!(t.train_batch(4, 2).unwrap(), t.train_batch(5, 2).unwrap());
-        let eval = |split| elmlab_kernel::task::collect_eval(&t, split, 2).unwrap();
+        let eval = |split| elmlab_core::task::collect_eval(&t, split, 2).unwrap();
         assert_eq!(eval(Split::Test).len(), 3);
         assert_ne!(eval(Split::Valid), eval(Split::Test));
     }

@@ -5,4 +5,4 @@
 pub mod copy_memory;
 pub mod tanh_rnn;
 
-elmlab_kernel::export_plugin!();
+elmlab_core::export_plugin!();

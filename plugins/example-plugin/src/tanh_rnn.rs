@@ -1,86 +1,62 @@
 //! The vanilla (Elman) RNN in PyTorch's `nn.RNN` layout:
-//! `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)`, densely wired.
+//! `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)`, densely wired. A cell on the
+//! core's building block: it declares its parameters and writes its step; the plan, the
+//! build and the step loop come from `CellModel`.
 
-use elmlab_kernel::connectivity::Connectivity;
-use elmlab_kernel::dfdx::prelude::*;
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::neuron::{ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer};
-use elmlab_kernel::params::ParamStore;
-use elmlab_kernel::registry::NeuronEntry;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::tensor::{fork, Traced};
+use elmlab_core::cell::{pytorch_gates, Cell, CellModel, CellParams, CellShape, Init, ParamSpec, B_HH, B_IH, W_HH, W_IH};
+use elmlab_core::connectivity::Connectivity;
+use elmlab_core::error::PluginError;
+use elmlab_core::neuron::{LayerState, NeuronModel, Step};
+use elmlab_core::params::ParamStore;
+use elmlab_core::registry::{NeuronEntry, NeuronPlugin};
+use elmlab_core::settings::Settings;
+use elmlab_core::tensor::{fork, Traced};
 use rand_chacha::ChaCha8Rng;
 
-static FIELDS: &[F] = &[F::new("recurrent_gain", K::Float { min: 0.0 }, D::Float(1.0), "W_hh starts uniform on ±gain/√H (1 = PyTorch's init)")];
-
-elmlab_kernel::inventory::submit! {
-    NeuronEntry { name: "tanh_rnn", doc: "vanilla tanh RNN, densely wired, PyTorch nn.RNN layout (example plugin)", fields: FIELDS, build }
-}
-
-#[derive(Clone, Debug, PartialEq)]
+/// The settings, and the cell itself.
+#[derive(Settings, Clone, Debug, PartialEq)]
 pub struct TanhRnn {
+    /// W_hh starts uniform on ±gain/√H (1 = PyTorch's init)
+    #[setting(default = 1.0, min = 0.0)]
     pub recurrent_gain: f64,
 }
 
-fn build(s: &Settings) -> Result<Box<dyn NeuronModel>, PluginError> {
-    Ok(Box::new(TanhRnn { recurrent_gain: s.float("recurrent_gain") }))
-}
-
-impl NeuronModel for TanhRnn {
-    fn requested_fan_in(&self) -> Option<usize> {
-        None
-    }
-
-    fn plan(&self, shape: &NetworkShape) -> Vec<LayerPlan> {
-        let (h, d) = (shape.units, shape.input_width);
-        vec![LayerPlan {
-            name: "rnn".into(),
-            units: h,
-            k_e: d + h + 2,
-            k_c: 0,
-            params: h * (d + h + 2),
-            // two matrix-vector products, two bias adds, tanh
-            flops_per_step: (h * (2 * (d + h) + 3)) as u64,
-        }]
-    }
-
-    fn build(&self, shape: &NetworkShape, _wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<Vec<Box<dyn RecurrentLayer>>, PluginError> {
-        let (h, d) = (shape.units, shape.input_width);
-        let bound = 1.0 / (h as f64).sqrt();
-        store.insert_uniform("rnn.weight_ih_l0", &[h, d], bound, rng);
-        store.insert_uniform("rnn.weight_hh_l0", &[h, h], bound * self.recurrent_gain, rng);
-        store.insert_uniform("rnn.bias_ih_l0", &[h], bound, rng);
-        store.insert_uniform("rnn.bias_hh_l0", &[h], bound, rng);
-        elmlab_kernel::tracing::debug!(units = h, input_width = d, "tanh RNN layer built");
-        Ok(vec![Box::new(TanhRnnLayer { hidden: h, input: d })])
+impl NeuronPlugin for TanhRnn {
+    const NAME: &'static str = "tanh_rnn";
+    const DOC: &'static str = "vanilla tanh RNN, densely wired, PyTorch nn.RNN layout (example plugin)";
+    fn build(self) -> Result<Box<dyn NeuronModel>, PluginError> {
+        Ok(Box::new(CellModel::new(self)))
     }
 }
 
-pub struct TanhRnnLayer {
-    hidden: usize,
-    input: usize,
-}
+elmlab_core::inventory::submit! { NeuronEntry::of::<TanhRnn>() }
 
-impl RecurrentLayer for TanhRnnLayer {
-    fn name(&self) -> &str {
-        "rnn"
+impl Cell for TanhRnn {
+    const NAME: &'static str = "rnn";
+    const STATE: &'static [&'static str] = &["h"];
+    type Fixed = ();
+
+    /// PyTorch's four tensors, with `W_hh` drawn `recurrent_gain` times wider.
+    fn parameters(&self, shape: &CellShape) -> Vec<ParamSpec> {
+        let mut params = pytorch_gates(1, shape);
+        params[1].init = Init::Uniform(self.recurrent_gain / (shape.units as f64).sqrt());
+        params
     }
-    fn units(&self) -> usize {
-        self.hidden
+
+    /// Two matrix-vector products, two bias adds, tanh.
+    fn flops_per_step(&self, shape: &CellShape) -> u64 {
+        (shape.units * (2 * (shape.input_width + shape.units) + 3)) as u64
     }
-    fn input_width(&self) -> usize {
-        self.input
+
+    fn prepare(&self, shape: &CellShape, _: &dyn Connectivity, _: &mut ParamStore, _: &mut ChaCha8Rng) -> Result<(), PluginError> {
+        elmlab_core::tracing::debug!(units = shape.units, input_width = shape.input_width, "tanh RNN layer built");
+        Ok(())
     }
-    fn state_rows(&self) -> Vec<usize> {
-        vec![self.hidden]
-    }
-    fn step(&self, p: &ParamStore, _ctx: &mut ForwardContext, x: Traced, state: LayerState) -> (Traced, LayerState) {
-        let h_prev = state.into_iter().next().expect("state h");
-        let shape = (self.hidden, x.shape().1);
-        let bias = |name: &str| p.traced_vector(name).broadcast_like::<(usize, usize), Axis<1>>(&shape);
-        let pre = p.traced("rnn.weight_ih_l0").matmul(x) + bias("rnn.bias_ih_l0") + p.traced("rnn.weight_hh_l0").matmul(h_prev) + bias("rnn.bias_hh_l0");
-        let (h_state, h_out) = fork(pre.tanh());
-        (h_out, vec![h_state])
+
+    fn step(&self, _: &(), p: &CellParams, x: Traced, state: LayerState) -> Step {
+        let [h_prev] = state.into_array();
+        let (h_state, h_out) = fork((p.affine(W_IH, B_IH, x) + p.affine(W_HH, B_HH, h_prev)).tanh());
+        Step::new(h_out, vec![h_state])
     }
 }
 

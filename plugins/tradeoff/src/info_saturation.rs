@@ -9,7 +9,7 @@
 //!   I     = N_eff · I_1
 //!   metric = L_∞ + A · exp(−I / I_0)        (A < 0 for accuracies, > 0 for losses)
 
-use elmlab_kernel::tradeoff::{Observation, ParamSpec, TradeoffEntry, TradeoffModel};
+use elmlab_analysis::tradeoff::{Observation, ParamSpec, TradeoffEntry, TradeoffModel};
 
 pub struct InfoSaturation;
 
@@ -92,8 +92,8 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elmlab_kernel::fit::fit;
-    use elmlab_kernel::tradeoff::best_allocation;
+    use elmlab_analysis::fit::fit;
+    use elmlab_analysis::tradeoff::best_allocation;
     use rand::{Rng, SeedableRng};
 
     const TRUE: [f64; 7] = [20.0, 30.0, 16.0, 0.02, 0.9, -0.8, 5.0];
@@ -156,6 +156,6 @@ mod tests {
 
     #[test]
     fn the_model_is_registered() {
-        assert!(elmlab_kernel::tradeoff::find("info_saturation").is_ok());
+        assert!(elmlab_analysis::tradeoff::find("info_saturation").is_ok());
     }
 }

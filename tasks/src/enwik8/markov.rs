@@ -1,7 +1,7 @@
 //! A synthetic text source with a closed-form entropy rate: a first-order Markov chain
 //! over 16 letters, each letter followed by one of 3 successors with fixed probabilities.
 
-use elmlab_kernel::rng::stream;
+use elmlab_core::rng::stream;
 use rand::Rng;
 
 pub struct MarkovSource {

@@ -4,11 +4,11 @@
 
 pub mod markov;
 
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::registry::TaskEntry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Selection, Split, Task, TaskContext};
+use elmlab_core::error::PluginError;
+use elmlab_core::registry::{TaskEntry, TaskPlugin};
+use elmlab_core::rng::stream;
+use elmlab_core::settings::Settings;
+use elmlab_core::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Selection, Split, Task, TaskContext};
 use rand::Rng;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,24 +18,55 @@ pub const FULL_SIZE: usize = 100_000_000;
 const HINT: &str = "enwik8 is published on the Hutter Prize page (http://prize.hutter1.net/): download enwik8.zip and \
 point `task.path` at it (or at the unzipped enwik8), or set `task.synthetic=true` for the synthetic text";
 
-static FIELDS: &[F] = &[
-    F::new("path", K::Text, D::Text("data/enwik8"), "the enwik8 file, or enwik8.zip"),
-    F::new("synthetic", K::Bool, D::Bool(false), "use the synthetic Markov text: write it to `path` if missing"),
-    F::new("synthetic_bytes", K::Int { min: 1000 }, D::Int(2_000_000), "length of the synthetic text"),
-    F::new("vocab_size", K::Int { min: 2 }, D::Int(204), "classes C: the training split's bytes plus an unknown symbol must fit"),
-    F::new("segment", K::Int { min: 1 }, D::Int(100), "L, symbols per training segment"),
-    F::new("eval_segment", K::Int { min: 1 }, D::Int(100), "symbols per evaluation segment (state carried across them)"),
-    F::new("eval_bytes", K::OptionalInt { min: 2 }, D::None, "evaluate only the first this many bytes of a split (None: all)"),
-    F::new("input_scale", K::Float { min: 0.0 }, D::Float(3.0), "one-hot inputs are scaled by this"),
-    F::new("reset_start", K::Float { min: 0.0 }, D::Float(1.0), "probability of resetting the carried state at step 0"),
-    F::new("reset_end", K::Float { min: 0.0 }, D::Float(0.01), "… after `reset_steps` (cosine in between)"),
-    F::new("reset_steps", K::Int { min: 0 }, D::Int(40_000), "steps over which the reset probability decays"),
-    F::new("reset_per_stream", K::Bool, D::Bool(false), "draw the reset per stream instead of once for the whole batch"),
-];
-
-elmlab_kernel::inventory::submit! {
-    TaskEntry { name: "enwik8", doc: "Enwik8 next-byte prediction in bits per byte (BPC), truncated BPTT over carried state", fields: FIELDS, build }
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct Enwik8Settings {
+    /// the enwik8 file, or enwik8.zip
+    #[setting(default = "data/enwik8")]
+    pub path: String,
+    /// use the synthetic Markov text: write it to `path` if missing
+    #[setting(default = false)]
+    pub synthetic: bool,
+    /// length of the synthetic text
+    #[setting(default = 2_000_000, min = 1000)]
+    pub synthetic_bytes: usize,
+    /// classes C: the training split's bytes plus an unknown symbol must fit
+    #[setting(default = 204, min = 2, max = 256)]
+    pub vocab_size: usize,
+    /// L, symbols per training segment
+    #[setting(default = 100, min = 1)]
+    pub segment: usize,
+    /// symbols per evaluation segment (state carried across them)
+    #[setting(default = 100, min = 1)]
+    pub eval_segment: usize,
+    /// evaluate only the first this many bytes of a split (None: all)
+    #[setting(min = 2)]
+    pub eval_bytes: Option<usize>,
+    /// one-hot inputs are scaled by this
+    #[setting(default = 3.0, min = 0.0)]
+    pub input_scale: f64,
+    /// probability of resetting the carried state at step 0
+    #[setting(default = 1.0, min = 0.0, max = 1.0)]
+    pub reset_start: f64,
+    /// … after `reset_steps` (cosine in between)
+    #[setting(default = 0.01, min = 0.0, max = 1.0)]
+    pub reset_end: f64,
+    /// steps over which the reset probability decays
+    #[setting(default = 40_000, min = 0)]
+    pub reset_steps: u64,
+    /// draw the reset per stream instead of once for the whole batch
+    #[setting(default = false)]
+    pub reset_per_stream: bool,
 }
+
+impl TaskPlugin for Enwik8Settings {
+    const NAME: &'static str = "enwik8";
+    const DOC: &'static str = "Enwik8 next-byte prediction in bits per byte (BPC), truncated BPTT over carried state";
+    fn build(self, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+        Ok(Box::new(Enwik8::new(self, ctx.seed)))
+    }
+}
+
+elmlab_core::inventory::submit! { TaskEntry::of::<Enwik8Settings>() }
 
 /// The split text as symbol indices.
 pub struct Corpus {
@@ -58,7 +89,7 @@ impl Corpus {
         train.iter().for_each(|&b| seen[b as usize] = true);
         let vocab: Vec<u8> = (0..=255u8).filter(|&b| seen[b as usize]).collect();
         if vocab.len() + 1 > vocab_size {
-            return Err(PluginError::new(format!(
+            return Err(PluginError::data(format!(
                 "the training split has {} distinct bytes; with the unknown symbol that needs vocab_size >= {}, but it is {vocab_size}",
                 vocab.len(),
                 vocab.len() + 1
@@ -85,16 +116,16 @@ impl Corpus {
 
 /// Reads `enwik8` or a zip holding it.
 pub fn read_text(path: &Path) -> Result<Vec<u8>, PluginError> {
-    let bytes = std::fs::read(path).map_err(|e| PluginError::new(format!("cannot read {}: {e}; {HINT}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| PluginError::data(format!("cannot read {}: {e}; {HINT}", path.display())))?;
     let bytes = if bytes.starts_with(b"PK\x03\x04") {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| PluginError::new(format!("{}: not a readable zip: {e}; {HINT}", path.display())))?;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| PluginError::data(format!("{}: not a readable zip: {e}; {HINT}", path.display())))?;
         if zip.is_empty() {
-            return Err(PluginError::new(format!("{}: the zip is empty; {HINT}", path.display())));
+            return Err(PluginError::data(format!("{}: the zip is empty; {HINT}", path.display())));
         }
         let index = (0..zip.len()).find(|&i| zip.by_index(i).map(|e| e.name() == "enwik8").unwrap_or(false)).unwrap_or(0);
-        let mut entry = zip.by_index(index).map_err(|e| PluginError::new(format!("{}: {e}", path.display())))?;
+        let mut entry = zip.by_index(index).map_err(|e| PluginError::data(format!("{}: {e}", path.display())))?;
         let mut out = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut out).map_err(|e| PluginError::new(format!("{}: {e}", path.display())))?;
+        entry.read_to_end(&mut out).map_err(|e| PluginError::data(format!("{}: {e}", path.display())))?;
         out
     } else {
         bytes
@@ -103,71 +134,49 @@ pub fn read_text(path: &Path) -> Result<Vec<u8>, PluginError> {
         tracing::warn!(path = %path.display(), bytes = bytes.len(), "not the 10^8 bytes of enwik8: splitting 90/5/5 by proportion");
     }
     if bytes.len() < 100 {
-        return Err(PluginError::new(format!("{}: only {} bytes; {HINT}", path.display(), bytes.len())));
+        return Err(PluginError::data(format!("{}: only {} bytes; {HINT}", path.display(), bytes.len())));
     }
     Ok(bytes)
 }
 
 pub struct Enwik8 {
-    path: PathBuf,
-    synthetic: Option<usize>,
-    vocab_size: usize,
-    segment: usize,
-    eval_segment: usize,
-    eval_bytes: Option<usize>,
-    scale: f32,
-    reset: (f64, f64, u64),
-    reset_per_stream: bool,
+    s: Enwik8Settings,
     seed: u64,
     corpus: OnceLock<Result<Corpus, String>>,
 }
 
-fn build(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
-    let vocab_size = s.usize("vocab_size");
-    if vocab_size > 256 {
-        return Err(PluginError::new(format!("vocab_size is at most 256 (bytes, unknown included), got {vocab_size}")));
-    }
-    let (start, end) = (s.float("reset_start"), s.float("reset_end"));
-    if start > 1.0 || end > 1.0 {
-        return Err(PluginError::new("reset_start and reset_end are probabilities"));
-    }
-    Ok(Box::new(Enwik8 {
-        path: PathBuf::from(s.text("path")),
-        synthetic: s.bool("synthetic").then(|| s.usize("synthetic_bytes")),
-        vocab_size,
-        segment: s.usize("segment"),
-        eval_segment: s.usize("eval_segment"),
-        eval_bytes: s.optional_usize("eval_bytes"),
-        scale: s.float("input_scale") as f32,
-        reset: (start, end, s.int("reset_steps") as u64),
-        reset_per_stream: s.bool("reset_per_stream"),
-        seed: ctx.seed,
-        corpus: OnceLock::new(),
-    }))
-}
-
 impl Enwik8 {
+    pub fn new(s: Enwik8Settings, seed: u64) -> Self {
+        Enwik8 { s, seed, corpus: OnceLock::new() }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(&self.s.path)
+    }
+
     fn corpus(&self) -> Result<&Corpus, PluginError> {
         self.corpus
             .get_or_init(|| {
-                if let (Some(n), false) = (self.synthetic, self.path.is_file()) {
-                    if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let path = self.path();
+                if self.s.synthetic && !path.is_file() {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
                     }
                     let source = markov::MarkovSource::new(0);
-                    tracing::info!(path = %self.path.display(), entropy_rate = source.entropy_rate(), unigram_entropy = source.unigram_entropy(), "writing the synthetic Markov text (bits per byte)");
-                    elmlab_kernel::rundir::write_atomic(&self.path, &source.generate(n)).map_err(|e| e.to_string())?;
+                    tracing::info!(path = %path.display(), entropy_rate = source.entropy_rate(), unigram_entropy = source.unigram_entropy(), "writing the synthetic Markov text (bits per byte)");
+                    elmlab_core::fs::write_atomic(&path, &source.generate(self.s.synthetic_bytes)).map_err(|e| elmlab_core::error::chain(&e))?;
                 }
-                Corpus::new(&read_text(&self.path).map_err(|e| e.message)?, self.vocab_size).map_err(|e| e.message)
+                let chain = |e: PluginError| elmlab_core::error::chain(&e);
+                Corpus::new(&read_text(&path).map_err(chain)?, self.s.vocab_size).map_err(chain)
             })
             .as_ref()
-            .map_err(|m| PluginError::new(m.clone()))
+            .map_err(|m| PluginError::data(m.clone()))
     }
 
     /// Probability of resetting the carried state before `step`: cosine from
     /// `reset_start` to `reset_end` over `reset_steps`, then constant.
     pub fn reset_probability(&self, step: u64) -> f64 {
-        let (start, end, span) = self.reset;
+        let (start, end, span) = (self.s.reset_start, self.s.reset_end, self.s.reset_steps);
         if span == 0 || step >= span {
             return end;
         }
@@ -185,19 +194,19 @@ impl Enwik8 {
                 targets[t * batch + b] = text[start + t + 1] as usize;
             }
         }
-        Batch { steps: len, batch, inputs: Inputs::OneHot { symbols, scale: self.scale }, targets, carry }
+        Batch { steps: len, batch, inputs: Inputs::OneHot { symbols, scale: self.s.input_scale as f32 }, targets, carry }
     }
 }
 
 impl Task for Enwik8 {
     fn input_width(&self) -> usize {
-        self.vocab_size
+        self.s.vocab_size
     }
     fn classes(&self) -> usize {
-        self.vocab_size
+        self.s.vocab_size
     }
     fn sequence_length(&self) -> usize {
-        self.segment
+        self.s.segment
     }
     fn loss_at(&self) -> LossAt {
         LossAt::EveryStep
@@ -218,35 +227,35 @@ impl Task for Enwik8 {
     fn train_batch(&self, step: u64, batch: usize) -> Result<Batch, PluginError> {
         let text = &self.corpus()?.train;
         let stream_len = text.len() / batch;
-        let per_stream = stream_len.saturating_sub(1) / self.segment;
+        let per_stream = stream_len.saturating_sub(1) / self.s.segment;
         if per_stream == 0 {
-            return Err(PluginError::new(format!(
+            return Err(PluginError::data(format!(
                 "the training split ({} symbols) is too short for {batch} streams of {}-symbol segments",
                 text.len(),
-                self.segment
+                self.s.segment
             )));
         }
         let k = (step % per_stream as u64) as usize;
-        let starts: Vec<usize> = (0..batch).map(|b| b * stream_len + k * self.segment).collect();
+        let starts: Vec<usize> = (0..batch).map(|b| b * stream_len + k * self.s.segment).collect();
         let mut rng = stream(self.seed, "enwik8/reset", step);
         let p = self.reset_probability(step);
         let reset = if k == 0 {
             vec![true; batch]
-        } else if self.reset_per_stream {
+        } else if self.s.reset_per_stream {
             (0..batch).map(|_| rng.gen::<f64>() < p).collect()
         } else {
             vec![rng.gen::<f64>() < p; batch]
         };
-        Ok(self.segment_batch(text, &starts, self.segment, Carry::Continue { reset }))
+        Ok(self.segment_batch(text, &starts, self.s.segment, Carry::Continue { reset }))
     }
 
     /// The whole split (or its first `eval_bytes`) in order, one stream, state carried
     /// and never reset; produced lazily, segment by segment.
     fn eval_batches(&self, split: Split, _batch: usize) -> Result<EvalBatches<'_>, PluginError> {
         let text = self.corpus()?.split(split);
-        let usable = self.eval_bytes.map_or(text.len(), |n| n.min(text.len()));
+        let usable = self.s.eval_bytes.map_or(text.len(), |n| n.min(text.len()));
         let predicted = usable.saturating_sub(1);
-        let seg = self.eval_segment;
+        let seg = self.s.eval_segment;
         Ok(Box::new((0..predicted.div_ceil(seg)).map(move |i| {
             let start = i * seg;
             let len = seg.min(predicted - start);

@@ -1,13 +1,14 @@
 use super::*;
-use elmlab_kernel::task::collect_eval;
+use elmlab_core::settings::DeclaredSettings;
+use elmlab_core::task::collect_eval;
 
 fn task_on(path: &Path, extra: &[(&str, serde_json::Value)]) -> Box<dyn Task> {
-    let mut m = elmlab_kernel::schema::default_settings(FIELDS).as_map().clone();
+    let mut m = elmlab_core::settings::default_settings(Enwik8Settings::FIELDS).as_map().clone();
     m.insert("path".into(), serde_json::json!(path.to_str().unwrap()));
     for (k, v) in extra {
         m.insert(k.to_string(), v.clone());
     }
-    build(&Settings::from_map(m), &TaskContext { seed: 1 }).unwrap()
+    (TaskEntry::of::<Enwik8Settings>().build)(&Settings::from_map(m), &TaskContext { seed: 1 }).unwrap()
 }
 
 #[test]
@@ -76,19 +77,9 @@ fn evaluation_walks_the_split_in_order_lazily() {
 #[test]
 fn reset_probability_decays_by_cosine_then_stays() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Enwik8 {
-        path: dir.path().join("x"),
-        synthetic: None,
-        vocab_size: 204,
-        segment: 100,
-        eval_segment: 100,
-        eval_bytes: None,
-        scale: 3.0,
-        reset: (1.0, 0.01, 40_000),
-        reset_per_stream: false,
-        seed: 0,
-        corpus: OnceLock::new(),
-    };
+    let mut settings = Enwik8Settings::defaults().unwrap();
+    settings.path = dir.path().join("x").display().to_string();
+    let t = Enwik8::new(settings, 0);
     assert_eq!(t.reset_probability(0), 1.0);
     assert!((t.reset_probability(20_000) - 0.505).abs() < 1e-12);
     assert_eq!(t.reset_probability(40_000), 0.01);
@@ -128,4 +119,13 @@ fn markov_source_entropy_is_closed_form() {
         })
         .sum();
     assert!((empirical - h).abs() < 0.01, "empirical {empirical} vs {h}");
+}
+
+#[test]
+fn conforms_on_a_small_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("text");
+    std::fs::write(&path, (0..6000u32).map(|i| b'a' + ((i * 7 + i / 13) % 11) as u8).collect::<Vec<_>>()).unwrap();
+    elmlab_core::conformance::check_entry_fields(&TaskEntry::of::<Enwik8Settings>());
+    elmlab_core::conformance::check_task(task_on(&path, &[("vocab_size", serde_json::json!(12)), ("segment", serde_json::json!(16))]).as_ref());
 }

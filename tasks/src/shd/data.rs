@@ -1,7 +1,7 @@
 //! Reading SHD files (HDF5, optionally gzipped) and binning them once into a compact
 //! form: per sample, the sorted list of active (bin, channel) cells.
 
-use elmlab_kernel::error::PluginError;
+use elmlab_core::error::PluginError;
 use hdf5_reader::messages::Datatype;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -36,16 +36,16 @@ pub fn locate(dir: &Path, split: &str) -> Result<PathBuf, PluginError> {
             return Ok(p);
         }
     }
-    Err(PluginError::new(format!("no shd_{split}.h5 or shd_{split}.h5.gz in {}; {DOWNLOAD_HINT}", dir.display())))
+    Err(PluginError::data(format!("no shd_{split}.h5 or shd_{split}.h5.gz in {}; {DOWNLOAD_HINT}", dir.display())))
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> PluginError {
-    PluginError::new(format!("{} is not a readable SHD file: {what}. Expected HDF5 with spikes/times, spikes/units (one variable-length array per sample) and labels; {DOWNLOAD_HINT}", path.display()))
+    PluginError::data(format!("{} is not a readable SHD file: {what}. Expected HDF5 with spikes/times, spikes/units (one variable-length array per sample) and labels; {DOWNLOAD_HINT}", path.display()))
 }
 
 /// Reads every sample of an SHD file.
 pub fn read_file(path: &Path) -> Result<Vec<RawSample>, PluginError> {
-    let mut bytes = std::fs::read(path).map_err(|e| PluginError::new(format!("cannot read {}: {e}", path.display())))?;
+    let mut bytes = std::fs::read(path).map_err(|e| PluginError::data(format!("cannot read {}: {e}", path.display())))?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).map_err(|e| bad(path, format!("gzip: {e}")))?;

@@ -6,20 +6,29 @@ pub mod synth;
 mod tasks;
 
 use data::{bin_samples, bins_per_second, locate, read_file, BinnedSample, CHANNELS};
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
+use elmlab_core::error::PluginError;
+use elmlab_core::rng::stream;
+use elmlab_core::settings::Settings;
 use rand::seq::SliceRandom;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Settings shared by the SHD tasks.
-pub(crate) const DATA_FIELDS: [F; 4] = [
-    F::new("data_dir", K::Text, D::Text("data/shd"), "folder with shd_train.h5(.gz) and shd_test.h5(.gz)"),
-    F::new("synthetic", K::Bool, D::Bool(false), "use the synthetic twin: write it into data_dir if the files are missing"),
-    F::new("bin_ms", K::Float { min: 0.0 }, D::Float(2.0), "bin width in milliseconds (the first second is kept)"),
-    F::new("validation_share", K::Float { min: 0.0 }, D::Float(0.2), "share of the train file held out as the validation pool (seeded)"),
-];
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct ShdData {
+    /// folder with shd_train.h5(.gz) and shd_test.h5(.gz)
+    #[setting(default = "data/shd")]
+    pub data_dir: String,
+    /// use the synthetic twin: write it into data_dir if the files are missing
+    #[setting(default = false)]
+    pub synthetic: bool,
+    /// bin width in milliseconds (the first second is kept)
+    #[setting(default = 2.0, above = 0.0, max = 1000.0)]
+    pub bin_ms: f64,
+    /// share of the train file held out as the validation pool (seeded)
+    #[setting(default = 0.2, min = 0.0, below = 1.0)]
+    pub validation_share: f64,
+}
 
 /// Where and how to read the data.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,16 +41,12 @@ pub struct DataSource {
 }
 
 impl DataSource {
-    pub fn from_settings(s: &Settings, seed: u64) -> Result<Self, PluginError> {
-        let bin_ms = s.float("bin_ms");
-        if !(bin_ms > 0.0 && bin_ms <= 1000.0) || (1000.0 / bin_ms - (1000.0 / bin_ms).round()).abs() > 1e-9 {
-            return Err(PluginError::new(format!("bin_ms must divide 1000 ms into whole bins, got {bin_ms}")));
+    pub fn new(s: &ShdData, seed: u64) -> Result<Self, PluginError> {
+        let bin_ms = s.bin_ms;
+        if (1000.0 / bin_ms - (1000.0 / bin_ms).round()).abs() > 1e-9 {
+            return Err(PluginError::setting("bin_ms", format!("must divide 1000 ms into whole bins, got {bin_ms}")));
         }
-        let share = s.float("validation_share");
-        if share >= 1.0 {
-            return Err(PluginError::new(format!("validation_share must be below 1, got {share}")));
-        }
-        Ok(DataSource { dir: PathBuf::from(s.text("data_dir")), synthetic: s.bool("synthetic"), bin_width: bin_ms / 1000.0, validation_share: share, seed })
+        Ok(DataSource { dir: PathBuf::from(&s.data_dir), synthetic: s.synthetic, bin_width: bin_ms / 1000.0, validation_share: s.validation_share, seed })
     }
 
     pub fn bins(&self) -> usize {
@@ -51,7 +56,7 @@ impl DataSource {
     /// Reads and bins both files and splits the train file into train and validation pools.
     pub fn load(&self) -> Result<Pools, PluginError> {
         if self.synthetic && locate(&self.dir, "train").is_err() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| PluginError::new(format!("creating {}: {e}", self.dir.display())))?;
+            std::fs::create_dir_all(&self.dir).map_err(|e| PluginError::data(format!("creating {}: {e}", self.dir.display())))?;
             tracing::info!(dir = %self.dir.display(), "writing the synthetic SHD twin");
             synth::write_synthetic(&self.dir, &synth::SynthSpec::default())?;
         }
@@ -62,7 +67,7 @@ impl DataSource {
         let mut train = read("train")?;
         let test = read("test")?;
         if train.len() < 2 || test.is_empty() {
-            return Err(PluginError::new(format!("{}: the train file needs at least 2 samples and the test file 1", self.dir.display())));
+            return Err(PluginError::data(format!("{}: the train file needs at least 2 samples and the test file 1", self.dir.display())));
         }
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut stream(self.seed, "shd/validation-split", 0));
@@ -101,7 +106,7 @@ impl LazyPools {
         &self.source
     }
     pub fn get(&self) -> Result<&Pools, PluginError> {
-        self.pools.get_or_init(|| self.source.load().map_err(|e| e.message)).as_ref().map_err(|m| PluginError::new(m.clone()))
+        self.pools.get_or_init(|| self.source.load().map_err(|e| elmlab_core::error::chain(&e))).as_ref().map_err(|m| PluginError::data(m.clone()))
     }
 }
 

@@ -3,8 +3,8 @@
 //! so that the very same loader reads them.
 
 use super::data::CHANNELS;
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::rng::stream;
+use elmlab_core::error::PluginError;
+use elmlab_core::rng::stream;
 use hdf5_writer::{ByteOrder, DatasetBuilder, Datatype, Hdf5Builder, WriteOptions};
 use rand::Rng;
 use std::path::Path;
@@ -64,7 +64,7 @@ fn sample(patterns: &[Vec<Blob>], class: usize, rng: &mut impl Rng) -> (Vec<f32>
 /// (vlen uint16), `labels` (uint8).
 pub fn write_shd_file(path: &Path, samples: &[(Vec<f32>, Vec<u16>, u8)]) -> Result<(), PluginError> {
     let n = samples.len() as u64;
-    let err = |e: hdf5_writer::Error| PluginError::new(format!("writing {}: {e}", path.display()));
+    let err = |e: hdf5_writer::Error| PluginError::data(format!("writing {}: {e}", path.display()));
     let times: Vec<Vec<u8>> = samples.iter().map(|(t, _, _)| t.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let units: Vec<Vec<u8>> = samples.iter().map(|(_, u, _)| u.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let labels: Vec<u8> = samples.iter().map(|s| s.2).collect();
@@ -77,7 +77,7 @@ pub fn write_shd_file(path: &Path, samples: &[(Vec<f32>, Vec<u16>, u8)]) -> Resu
         .into_plan()
         .map_err(err)?;
     let bytes = plan.encode(WriteOptions::default()).map_err(err)?;
-    elmlab_kernel::rundir::write_atomic(path, &bytes).map_err(|e| PluginError::new(e.to_string()))
+    elmlab_core::fs::write_atomic(path, &bytes).map_err(|e| PluginError::data(elmlab_core::error::chain(&e)))
 }
 
 /// Writes `shd_train.h5` and `shd_test.h5` of the synthetic source into `dir`.

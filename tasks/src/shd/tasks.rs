@@ -1,50 +1,51 @@
 //! The task plugins `shd_adding` and `shd`.
 
 use super::data::CHANNELS;
-use super::{paint, DataSource, LazyPools, Pools, DATA_FIELDS};
+use super::{paint, DataSource, LazyPools, Pools, ShdData};
 use crate::shd::data::BinnedSample;
-use elmlab_kernel::error::PluginError;
-use elmlab_kernel::registry::TaskEntry;
-use elmlab_kernel::rng::stream;
-use elmlab_kernel::schema::{DefaultValue as D, FieldKind as K, FieldSpec as F, Settings};
-use elmlab_kernel::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
+use elmlab_core::error::PluginError;
+use elmlab_core::registry::{TaskEntry, TaskPlugin};
+use elmlab_core::rng::stream;
+use elmlab_core::settings::Settings;
+use elmlab_core::task::{Batch, Carry, EvalBatches, Inputs, LossAt, Split, Task, TaskContext};
 use rand::Rng;
 
-static ADDING_FIELDS: [F; 6] = [
-    DATA_FIELDS[0],
-    DATA_FIELDS[1],
-    DATA_FIELDS[2],
-    DATA_FIELDS[3],
-    F::new("valid_batches", K::Int { min: 1 }, D::Int(500), "fixed validation batches (pairs from the validation pool)"),
-    F::new("test_batches", K::Int { min: 1 }, D::Int(2000), "fixed test batches (pairs from the test file)"),
-];
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct ShdAddingSettings {
+    #[setting(flatten)]
+    pub data: ShdData,
+    /// fixed validation batches (pairs from the validation pool)
+    #[setting(default = 500, min = 1)]
+    pub valid_batches: usize,
+    /// fixed test batches (pairs from the test file)
+    #[setting(default = 2000, min = 1)]
+    pub test_batches: usize,
+}
 
-static DIGITS_FIELDS: [F; 4] = DATA_FIELDS;
-
-elmlab_kernel::inventory::submit! {
-    TaskEntry {
-        name: "shd_adding",
-        doc: "SHD-Adding: two spoken digits joined in time; class (y1 mod 10)+(y2 mod 10), 19 classes, read at the last step",
-        fields: &ADDING_FIELDS,
-        build: build_adding,
+impl TaskPlugin for ShdAddingSettings {
+    const NAME: &'static str = "shd_adding";
+    const DOC: &'static str = "SHD-Adding: two spoken digits joined in time; class (y1 mod 10)+(y2 mod 10), 19 classes, read at the last step";
+    fn build(self, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+        Ok(Box::new(ShdAdding { data: LazyPools::new(DataSource::new(&self.data, ctx.seed)?), valid_batches: self.valid_batches, test_batches: self.test_batches }))
     }
 }
 
-elmlab_kernel::inventory::submit! {
-    TaskEntry { name: "shd", doc: "SHD: classify one spoken digit (20 classes: 10 English, 10 German), read at the last step", fields: &DIGITS_FIELDS, build: build_digits }
+#[derive(Settings, Clone, Debug, PartialEq)]
+pub struct ShdSettings {
+    #[setting(flatten)]
+    pub data: ShdData,
 }
 
-fn build_adding(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
-    Ok(Box::new(ShdAdding {
-        data: LazyPools::new(DataSource::from_settings(s, ctx.seed)?),
-        valid_batches: s.usize("valid_batches"),
-        test_batches: s.usize("test_batches"),
-    }))
+impl TaskPlugin for ShdSettings {
+    const NAME: &'static str = "shd";
+    const DOC: &'static str = "SHD: classify one spoken digit (20 classes: 10 English, 10 German), read at the last step";
+    fn build(self, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
+        Ok(Box::new(ShdDigits { data: LazyPools::new(DataSource::new(&self.data, ctx.seed)?) }))
+    }
 }
 
-fn build_digits(s: &Settings, ctx: &TaskContext) -> Result<Box<dyn Task>, PluginError> {
-    Ok(Box::new(ShdDigits { data: LazyPools::new(DataSource::from_settings(s, ctx.seed)?) }))
-}
+elmlab_core::inventory::submit! { TaskEntry::of::<ShdAddingSettings>() }
+elmlab_core::inventory::submit! { TaskEntry::of::<ShdSettings>() }
 
 fn pool(pools: &Pools, split: Split) -> &[BinnedSample] {
     match split {

@@ -1,0 +1,82 @@
+//! The ELM layer through the fused kernel (`kernel/`), attached to the tape as one op.
+
+use super::kernel::{ElmExtras, ElmParams, ElmUpstream};
+use super::layer::ElmLayer;
+use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use elmlab_core::dfdx::prelude::*;
+use elmlab_core::dfdx::tensor::Tape as _;
+use elmlab_core::neuron::{LayerState, SequenceOutput};
+use elmlab_core::params::ParamStore;
+use elmlab_core::tensor::{device, matrix, values, Matrix, Tape, Traced};
+
+impl ElmLayer {
+    /// The whole sequence through the fused kernel, attached to the tape as one op.
+    /// Returns the layer's results and the penalty sums (`Σ|Δ|`, `Σ relu(a)`, `[N, B]`).
+    pub(super) fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState, extras: ElmExtras<f32>) -> (SequenceOutput, Option<Traced>, Option<Traced>) {
+        let s = &self.spec;
+        let (n, dev) = (s.units, device());
+        let d = detach(inputs, state);
+        let batch = d.inputs[0].shape().1;
+        let (mlp_penalty, activity_penalty) = (extras.mlp_penalty, extras.activity_penalty);
+        // parameters in order: w_s, (weight, bias) per MLP layer, w_y, b
+        let mut names = vec![format!("{}.w_s", s.name)];
+        for (w, b) in &self.mlp_names {
+            names.extend([w.clone(), b.clone()]);
+        }
+        names.extend([format!("{}.w_y", s.name), format!("{}.b", s.name)]);
+        let params: Vec<Matrix> = names.iter().map(|name| p.get(name).value.clone()).collect();
+        let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
+        let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
+        let [m0, e0, a0] = [0, 1, 2].map(|i| values(&d.state[i]));
+        let kernel = self.kernel.clone();
+        let run = kernel.run(&elm_params(&view(&param_values)), &view(&xs), m0, e0, a0, extras);
+
+        let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
+        let m_last = matrix(&dev, run.memory(run.steps), n * s.memory, batch);
+        let e_last = matrix(&dev, run.high_pass(run.steps), n, batch);
+        let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta(), n, batch));
+        let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
+        let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
+        let (inputs, start) = (d.inputs, d.state);
+        let input_grads = s.inputs_need_grad;
+        let mut tape = d.tape;
+        tape.add_backward_op(move |grads| {
+            let d_out = keys_out.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
+            let (d_m, d_e) = (grad_of(grads, &key_m)?, grad_of(grads, &key_e)?);
+            let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
+            let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
+            let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
+            let g = kernel.backward(&elm_params(&view(&param_values)), &run, &up, input_grads);
+    
+            let mut param_grads = vec![&g.w_s];
+            for (w, b) in &g.mlp {
+                param_grads.extend([w, b]);
+            }
+            param_grads.extend([&g.w_y, &g.b]);
+            for (param, grad) in params.iter().zip(param_grads) {
+                add_grad(grads, param, grad)?;
+            }
+            for (x, dx) in inputs.iter().zip(&g.inputs) {
+                add_grad(grads, x, dx)?;
+            }
+            for (st, ds) in start.iter().zip([&g.m0, &g.e0, &g.a0]) {
+                add_grad(grads, st, ds)?;
+            }
+            Ok(())
+        });
+        // The last output and the state `a` are one tensor, as on the step path.
+        let a_last = outputs.last().expect("a non-empty sequence").clone();
+        let out = finish(tape, &outputs, vec![m_last, e_last, a_last]);
+        (out, abs_delta.map(|m| m.retaped::<Tape>()), activity.map(|m| m.retaped::<Tape>()))
+    }
+}
+
+fn view(v: &[Vec<f32>]) -> Vec<&[f32]> {
+    v.iter().map(|x| x.as_slice()).collect()
+}
+
+/// The kernel's view of the parameters, in the order `fused` lists them.
+fn elm_params<'a>(v: &[&'a [f32]]) -> ElmParams<'a, f32> {
+    let layers = (v.len() - 3) / 2;
+    ElmParams { w_s: v[0], mlp: (0..layers).map(|l| (v[1 + 2 * l], v[2 + 2 * l])).collect(), w_y: v[v.len() - 2], b: v[v.len() - 1] }
+}

@@ -1,0 +1,255 @@
+//! One layer of ELM neurons over a whole sequence (elm-network.md §1), forward and
+//! backward through time by hand. Each step runs the `N` neurons in parallel (their
+//! work is independent given the step's sources); backward keeps only the per-step
+//! states `m, e, a` and recomputes a step's intermediates from them. The gradient of the
+//! sources (inputs and previous outputs) is gathered per source through the inverted
+//! connectome, so every sum runs in a fixed order whatever the thread count.
+//! Every matrix is row-major with the batch last (`[N, d_m, B]` for the memory).
+//!
+//! `lanes`: the fixed-size blocks everything runs on; `forward`: the step and the
+//! sequence; `backward`: backpropagation through time; `synapses`: the synapse-weight
+//! gradients and the per-source gather.
+
+mod backward;
+mod forward;
+mod lanes;
+mod synapses;
+
+use super::spec::{LayerSpec, MlpActivation};
+use crate::fused::Real;
+use lanes::{unpad, LANES};
+
+/// Neurons per parallel task; the split never changes a number, only the scheduling.
+const NEURONS_PER_TASK: usize = 4;
+
+/// The layer's fixed configuration in the kernel's scalar type.
+pub struct ElmKernel<F> {
+    pub units: usize,
+    pub input: usize,
+    pub memory: usize,
+    pub branches: usize,
+    pub synapses: usize,
+    /// `(out, in)` of each MLP layer.
+    pub mlp: Vec<(usize, usize)>,
+    pub activation: MlpActivation,
+    pub relu_output: bool,
+    input_scale: F,
+    kappa_m: Vec<F>,
+    one_minus_kappa_lambda: Vec<F>,
+    kappa_r: Option<F>,
+    /// The connectome `[N, k_c]` into `[inputs ; previous outputs]` (32-bit: it is read
+    /// at every step of every pass, and half the bytes is half the traffic).
+    connectome: Vec<u32>,
+    /// For each source `j`, the synapses `n·k_c + k` that read it, in ascending order
+    /// (`inverse[inverse_start[j]..inverse_start[j + 1]]`).
+    inverse_start: Vec<usize>,
+    inverse: Vec<usize>,
+    /// For each synapse `n·k_c + k`, the row `n·branches + k / synapses` of its branch.
+    branch_of: Vec<u32>,
+}
+
+/// The trainable parameters, laid out as in the parameter store.
+pub struct ElmParams<'a, F> {
+    /// `[N, k_c]`
+    pub w_s: &'a [F],
+    /// Per MLP layer: weight `[N, out, in]`, bias `[N, out]`.
+    pub mlp: Vec<(&'a [F], &'a [F])>,
+    /// `[N, d_m]`
+    pub w_y: &'a [F],
+    /// `[N]`
+    pub b: &'a [F],
+}
+
+/// Dropout masks (fixed over the sequence) and which penalty sums to keep.
+#[derive(Default)]
+pub struct ElmExtras<F> {
+    /// `[I, B]`
+    pub input_mask: Option<Vec<F>>,
+    /// `[N, B]`
+    pub recurrent_mask: Option<Vec<F>>,
+    pub mlp_penalty: bool,
+    pub activity_penalty: bool,
+}
+
+/// What the forward pass keeps: every step's state and sources (no other intermediates).
+/// Internally `[·, W]` with the batch padded to `W`; the accessors return `[·, B]`.
+pub struct ElmRun<F> {
+    pub batch: usize,
+    pub steps: usize,
+    width: usize,
+    /// `m_0..m_T`, each `[N·d_m, W]`.
+    m: Vec<Vec<F>>,
+    /// `e_0..e_T`, each `[N, W]`.
+    e: Vec<Vec<F>>,
+    /// `a_0..a_T`, each `[N, W]`: `a_1..a_T` are the outputs.
+    a: Vec<Vec<F>>,
+    /// Each step's inputs, masked, `[I, W]`.
+    inputs: Vec<Vec<F>>,
+    extras: ElmExtras<F>,
+    /// `Σ_t Σ_d |Δ|` per neuron and sequence, `[N, W]` (MLP-magnitude penalty).
+    abs_delta: Vec<F>,
+    /// `Σ_t relu(a)`, `[N, W]` (activity penalty).
+    activity: Vec<F>,
+}
+
+impl<F: Real> ElmRun<F> {
+    /// The output `a_t` (`t` in `0..=T`; `a_0` is the initial state), `[N, B]`.
+    pub fn output(&self, t: usize) -> Vec<F> {
+        unpad(&self.a[t], self.width, self.batch)
+    }
+    /// The memory `m_t`, `[N·d_m, B]`.
+    pub fn memory(&self, t: usize) -> Vec<F> {
+        unpad(&self.m[t], self.width, self.batch)
+    }
+    /// The high-pass average `e_t`, `[N, B]`.
+    pub fn high_pass(&self, t: usize) -> Vec<F> {
+        unpad(&self.e[t], self.width, self.batch)
+    }
+    /// `Σ_t Σ_d |Δ|`, `[N, B]`.
+    pub fn abs_delta(&self) -> Vec<F> {
+        unpad(&self.abs_delta, self.width, self.batch)
+    }
+    /// `Σ_t relu(a)`, `[N, B]`.
+    pub fn activity(&self) -> Vec<F> {
+        unpad(&self.activity, self.width, self.batch)
+    }
+}
+
+pub struct ElmGrads<F> {
+    pub w_s: Vec<F>,
+    pub mlp: Vec<(Vec<F>, Vec<F>)>,
+    pub w_y: Vec<F>,
+    pub b: Vec<F>,
+    /// One `[I, B]` per step (none without `input_grads`).
+    pub inputs: Vec<Vec<F>>,
+    pub m0: Vec<F>,
+    pub e0: Vec<F>,
+    pub a0: Vec<F>,
+}
+
+/// One neuron's intermediates of one step.
+struct Scratch<F> {
+    /// Input of each MLP layer (`z = [β ; m̃]` first), `[in, B]`.
+    layer_in: Vec<Vec<F>>,
+    /// Output of each MLP layer before its activation, `[out, B]` (the last is `Δ`).
+    layer_out: Vec<Vec<F>>,
+    /// Pre-activation of the output, `[B]`.
+    pre: Vec<F>,
+    /// Backward, one block of sequences: gradients of a layer's output and input, per row.
+    d_out: Vec<[F; LANES]>,
+    d_in: Vec<[F; LANES]>,
+    /// A layer's input for one block of sequences, transposed: `[LANES, in]`.
+    inputs_t: Vec<F>,
+}
+
+/// One neuron's parameter gradients, accumulated over the steps. Biases and `w_y` keep
+/// one lane per sequence (`[·, W]`, summed at the end); the large weights are summed over
+/// the batch at every step, so that their accumulators stay small (cache-resident).
+struct NeuronGrads<F> {
+    w_s: Vec<F>,
+    mlp: Vec<(Vec<F>, Vec<F>)>,
+    w_y: Vec<F>,
+    b: Vec<F>,
+}
+
+const LECUN_SCALE: f64 = 1.7159;
+const LECUN_SLOPE: f64 = 2.0 / 3.0;
+
+impl<F: Real> ElmKernel<F> {
+    pub fn new(spec: &LayerSpec, connectome: &[usize]) -> Self {
+        let tau = spec.tau_m();
+        let sources = spec.input_width + spec.units;
+        let mut counts = vec![0usize; sources + 1];
+        connectome.iter().for_each(|&j| counts[j + 1] += 1);
+        let inverse_start: Vec<usize> = counts.iter().scan(0, |acc, c| { *acc += c; Some(*acc) }).collect();
+        let mut fill = inverse_start.clone();
+        let mut inverse = vec![0; connectome.len()];
+        for (synapse, &j) in connectome.iter().enumerate() {
+            inverse[fill[j]] = synapse;
+            fill[j] += 1;
+        }
+        ElmKernel {
+            units: spec.units,
+            input: spec.input_width,
+            memory: spec.memory,
+            branches: spec.branches,
+            synapses: spec.synapses_per_branch,
+            mlp: spec.mlp_shapes(),
+            activation: spec.mlp_activation,
+            relu_output: spec.relu_output,
+            input_scale: F::of(spec.input_scale),
+            kappa_m: tau.iter().map(|t| F::of((-1.0 / t).exp())).collect(),
+            one_minus_kappa_lambda: tau.iter().map(|t| F::of(1.0 - (-spec.lambda / t).exp())).collect(),
+            kappa_r: spec.high_pass_tau.map(|t| F::of((-1.0 / t).exp())),
+            connectome: connectome.iter().map(|&j| u32::try_from(j).expect("fewer than 2³² sources")).collect(),
+            inverse_start,
+            inverse,
+            branch_of: (0..connectome.len()).map(|syn| (syn / spec.k_c() * spec.branches + syn % spec.k_c() / spec.synapses_per_branch) as u32).collect(),
+        }
+    }
+
+    fn k_c(&self) -> usize {
+        self.branches * self.synapses
+    }
+
+    fn scratch(&self, batch: usize) -> Scratch<F> {
+        let widest = self.mlp.iter().map(|&(o, i)| o.max(i)).max().unwrap_or(0);
+        Scratch {
+            layer_in: self.mlp.iter().map(|&(_, i)| vec![F::zero(); i * batch]).collect(),
+            layer_out: self.mlp.iter().map(|&(o, _)| vec![F::zero(); o * batch]).collect(),
+            pre: vec![F::zero(); batch],
+            d_out: vec![[F::zero(); LANES]; widest],
+            d_in: vec![[F::zero(); LANES]; widest],
+            inputs_t: vec![F::zero(); LANES * widest],
+        }
+    }
+
+    /// The step's sources `[inputs ; previous outputs]`, `[I + N, B]`, with dropout.
+    fn sources(&self, x: &[F], a_prev: &[F], extras: &ElmExtras<F>) -> Vec<F> {
+        let mut src = Vec::with_capacity(x.len() + a_prev.len());
+        src.extend_from_slice(x);
+        match &extras.recurrent_mask {
+            Some(mask) => src.extend(a_prev.iter().zip(mask).map(|(&a, &m)| a * m)),
+            None => src.extend_from_slice(a_prev),
+        }
+        src
+    }
+}
+
+fn activate<F: Real>(f: MlpActivation, x: F) -> F {
+    match f {
+        MlpActivation::Relu2 => x.relu() * x.relu(),
+        MlpActivation::Relu => x.relu(),
+        MlpActivation::Silu => x * x.sigmoid(),
+    }
+}
+
+fn activate_slope<F: Real>(f: MlpActivation, x: F) -> F {
+    match f {
+        MlpActivation::Relu2 => F::of(2.0) * x.relu(),
+        MlpActivation::Relu => if x > F::zero() { F::one() } else { F::zero() },
+        MlpActivation::Silu => {
+            let s = x.sigmoid();
+            s + x * s * (F::one() - s)
+        }
+    }
+}
+
+/// Gradients of the layer's results that the backward pass starts from.
+pub struct ElmUpstream<'a, F> {
+    /// Of each output `a_1..a_T`, `[N, B]`.
+    pub outputs: &'a [Vec<F>],
+    /// Of the final `m_T` and `e_T`.
+    pub m_last: &'a [F],
+    pub e_last: &'a [F],
+    /// Of the penalty sums, when kept.
+    pub abs_delta: Option<&'a [F]>,
+    pub activity: Option<&'a [F]>,
+}
+
+/// One neuron's share of [`ElmUpstream`] at one step.
+struct NeuronUpstream<'a, F> {
+    d_a: &'a [F],
+    abs_delta: Option<&'a [F]>,
+    activity: Option<&'a [F]>,
+}

@@ -1,0 +1,78 @@
+//! Everything that sizes and configures one ELM layer, and its closed-form count.
+
+use crate::path::Path;
+use crate::timescales::log_spaced;
+use elmlab_core::neuron::LayerPlan;
+use elmlab_core::settings::Choice;
+
+/// φ after every hidden MLP layer (relu2 = max(x,0)²).
+#[derive(Choice, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MlpActivation {
+    Relu2,
+    Relu,
+    Silu,
+}
+
+/// Everything that sizes and configures one ELM layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSpec {
+    /// Parameter prefix: `hidden` or `readout`.
+    pub name: String,
+    pub units: usize,
+    pub input_width: usize,
+    pub memory: usize,
+    pub mlp_hidden: usize,
+    pub mlp_layers: usize,
+    pub mlp_activation: MlpActivation,
+    pub branches: usize,
+    pub synapses_per_branch: usize,
+    pub lambda: f64,
+    pub tau_memory: (f64, f64),
+    pub high_pass_tau: Option<f64>,
+    pub input_scale: f64,
+    pub relu_output: bool,
+    pub dropout: f64,
+    pub mlp_penalty: f64,
+    pub activity_penalty: f64,
+    /// Fused whole-sequence layer or op-by-op reference.
+    pub path: Path,
+    /// Whether the fused layer forms its inputs' gradients: not for the first layer,
+    /// whose inputs are the task's data.
+    pub inputs_need_grad: bool,
+}
+
+impl LayerSpec {
+    pub fn k_c(&self) -> usize {
+        self.branches * self.synapses_per_branch
+    }
+
+    /// `(out, in)` of each affine map of the MLP, first to last.
+    pub fn mlp_shapes(&self) -> Vec<(usize, usize)> {
+        let z = self.branches + self.memory;
+        if self.mlp_layers == 0 {
+            return vec![(self.memory, z)];
+        }
+        let mut shapes = vec![(self.mlp_hidden, z)];
+        shapes.extend(std::iter::repeat((self.mlp_hidden, self.mlp_hidden)).take(self.mlp_layers - 1));
+        shapes.push((self.memory, self.mlp_hidden));
+        shapes
+    }
+
+    /// Trainable parameters per neuron besides the synapses: MLP, `w_y`, `b`.
+    pub fn k_e(&self) -> usize {
+        self.mlp_shapes().iter().map(|(o, i)| o * i + o).sum::<usize>() + self.memory + 1
+    }
+
+    pub fn plan(&self) -> LayerPlan {
+        let (k_c, d_m) = (self.k_c(), self.memory);
+        let mlp: usize = self.mlp_shapes().iter().map(|(o, i)| 2 * o * i + 2 * o).sum();
+        // synapses, branch scale, decay, MLP, bounded update (3), memory (2), readout (2), filter and output
+        let per_neuron = 2 * k_c + self.branches + d_m + mlp + 3 * d_m + 2 * d_m + 2 * d_m + 6;
+        LayerPlan { name: self.name.clone(), units: self.units, k_e: self.k_e(), k_c, params: self.units * (k_c + self.k_e()), flops_per_step: (self.units * per_neuron) as u64 }
+    }
+
+    /// Memory timescales `τ_m`, log-spaced from `τ_min` to `τ_max` inclusive.
+    pub fn tau_m(&self) -> Vec<f64> {
+        log_spaced(self.tau_memory.0, self.tau_memory.1, self.memory)
+    }
+}

@@ -1,0 +1,33 @@
+//! Which implementation a layer runs: the fused whole-sequence CPU layer or the
+//! op-by-op reference it must equal.
+
+use elmlab_core::settings::Choice;
+
+/// The `path` setting of every neuron model with a fused layer.
+#[derive(Choice, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// The fused layer wherever it applies (everything but recording internal states).
+    Auto,
+    /// Always the fused layer (recording falls back to the reference, which it equals).
+    Fused,
+    /// The op-by-op reference.
+    Reference,
+}
+
+/// The doc line of the `path` setting.
+pub const PATH_DOC: &str = "auto/fused: the fused whole-sequence CPU layer; reference: the op-by-op layer (same numbers, slower)";
+
+impl Path {
+    /// Refuses what this build cannot run: the fused layers read CPU buffers.
+    pub fn check(self) -> Result<Self, elmlab_core::error::PluginError> {
+        if self == Path::Fused && cfg!(feature = "cuda") {
+            return Err(elmlab_core::error::PluginError::setting("path", "`fused` is the CPU layer; a CUDA build runs `reference` (or `auto`, which means it there)"));
+        }
+        Ok(self)
+    }
+
+    /// Whether a pass runs fused: recording wants the reference's per-step internal states.
+    pub fn fused_for(self, recording: bool) -> bool {
+        !cfg!(feature = "cuda") && self != Path::Reference && !recording
+    }
+}
