@@ -72,3 +72,15 @@ fn the_readme_task_registers_and_passes_the_checks() {
     elmlab_core::conformance::check_task(task.as_ref());
     assert_eq!(elmlab_core::task::collect_eval(task.as_ref(), Split::Test, 4).unwrap().len(), 10);
 }
+
+/// The README's example is this file's code, letter for letter: a change to one that
+/// is not made to the other fails here.
+#[test]
+fn the_readme_shows_this_code() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = &readme[readme.find("### Compiled in").expect("the README's plugin section")..];
+    let start = section.find("```rust\n").expect("a rust block") + "```rust\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let this = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/readme_plugin.rs")).unwrap();
+    assert!(this.contains(block), "the README's plugin example differs from tasks/tests/readme_plugin.rs");
+}

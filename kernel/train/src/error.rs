@@ -28,8 +28,6 @@ pub enum ConfigError {
     UnitsAndBudget,
     #[error("give `model.units` (hidden units) or `model.budget` (trainable parameters to fill)")]
     NoSize,
-    #[error("{0}")]
-    Device(String),
     /// The resolved tree does not fit the typed config: a bug in a declaration.
     #[error("internal: the resolved config does not fit its declaration")]
     Internal { source: elmlab_core::error::SettingsError },

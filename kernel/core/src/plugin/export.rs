@@ -12,6 +12,9 @@ use std::ffi::c_void;
 /// `host` points to a live [`HostContext`] and `entries` to a live [`PluginEntries`],
 /// both made by a host with the same compatibility record as this code.
 pub unsafe fn register(host: *const c_void, entries: *mut c_void) {
+    // SAFETY: the host calls this only after the compatibility record matched (same
+    // compiler, crates and features, so the same layouts), with pointers to values it
+    // keeps alive for the call; null pointers are refused by `as_ref`/`as_mut`.
     let (Some(host), Some(entries)) = ((host as *const HostContext).as_ref(), (entries as *mut PluginEntries).as_mut()) else {
         return;
     };

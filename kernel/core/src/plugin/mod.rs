@@ -63,6 +63,7 @@ macro_rules! export_plugin {
         /// host whose compatibility record equals this library's.
         #[no_mangle]
         pub unsafe extern "C" fn elmlab_plugin_register_v1(host: *const ::std::ffi::c_void, entries: *mut ::std::ffi::c_void) {
+            // SAFETY: the caller's contract, stated above, is `register`'s.
             $crate::plugin::export::register(host, entries)
         }
     };
