@@ -51,6 +51,11 @@ pub enum Command {
         /// Stop with a checkpoint after this many steps (for time-limited jobs).
         #[arg(long, value_name = "STEPS")]
         halt_after: Option<u64>,
+        /// Start from these weights (.safetensors) instead of a fresh initialisation, with a
+        /// fresh optimiser, in a new run directory (fine-tuning). Fixed tensors in the file
+        /// (connectomes, timescales) define the model's.
+        #[arg(long, value_name = "WEIGHTS", conflicts_with = "resume")]
+        init_from: Option<PathBuf>,
         /// Compute on this device: `cpu` or `cuda:N` (a CUDA build); overrides the config's `device`.
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
@@ -60,6 +65,9 @@ pub enum Command {
     Record {
         /// A run directory, or a weights file (.safetensors; its config is read from its metadata).
         source: PathBuf,
+        /// Overrides on the stored config, `dotted.key=value` (e.g. model.neuron.path=fused);
+        /// only settings that keep the parameters' shapes can load the weights.
+        overrides: Vec<String>,
         /// Input batch, float32 or float64 `.npy` of shape [B, T, D_in].
         #[arg(long)]
         input: PathBuf,
@@ -152,6 +160,7 @@ pub enum Command {
     },
     /// Evaluate a run's weights on a split.
     Eval {
+        /// A run directory, or a weights file (.safetensors; its config is read from its metadata).
         run_dir: PathBuf,
         /// train, valid or test.
         #[arg(long, default_value = "test")]

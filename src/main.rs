@@ -17,6 +17,7 @@ mod sweep;
 
 fn main() {
     keep_freed_memory();
+    quiet_on_closed_pipe();
     let args = <cli::Cli as clap::Parser>::parse();
     let code = match commands::run(args) {
         Ok(code) => code,
@@ -39,5 +40,15 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// `elmlab list | head` closes the pipe early: end quietly as other Unix tools do, rather
+/// than panic on the failed write (Rust ignores SIGPIPE unless told otherwise).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -9,6 +9,8 @@ pub mod fused;
 pub mod gated;
 pub mod linear;
 pub mod path;
+pub mod predecessor;
+pub mod spiking;
 mod timescales;
 mod wiring;
 
@@ -16,3 +18,5 @@ pub use path::Path;
 
 #[cfg(test)]
 mod carry_tests;
+#[cfg(test)]
+mod golden;

@@ -15,7 +15,7 @@ use elmlab_core::connectivity::{Connectivity, WiringShape};
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::error::PluginError;
 use elmlab_core::neuron::{LayerState, NeuronModel, Step};
-use elmlab_core::params::{BufferValues, ParamStore};
+use elmlab_core::params::ParamStore;
 use elmlab_core::registry::{NeuronEntry, NeuronPlugin};
 use elmlab_core::settings::Settings;
 use elmlab_core::tensor::{device, fork, Dev, Traced};
@@ -88,12 +88,10 @@ impl Cell for LinearUnits {
 
     fn prepare(&self, shape: &CellShape, wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<LinearFixed, PluginError> {
         let (n, k_c) = (shape.units, shape.fan_in);
-        let connectome = wiring.wire(WiringShape { units: n, input_width: shape.input_width, fan_in: k_c }, rng)?;
-        connectome.validate()?;
-        store.insert_buffer("hidden.connectome", &[n, k_c], BufferValues::I64(connectome.flat().iter().map(|&i| i as i64).collect()))?;
+        let connectome = store.fixed_connectome("hidden.connectome", wiring, WiringShape { units: n, input_width: shape.input_width, fan_in: k_c }, rng)?;
         let kappa: Vec<f32> = log_spaced(self.tau.0, self.tau.1, n).iter().map(|t| (-1.0 / t).exp() as f32).collect();
         let dev = device();
-        Ok(LinearFixed { synapses: Synapses::new(&dev, connectome.flat(), n, k_c), kappa: dev.tensor_from_vec(kappa, (n,)) })
+        Ok(LinearFixed { synapses: Synapses::new(&dev, connectome, n, k_c), kappa: dev.tensor_from_vec(kappa, (n,)) })
     }
 
     fn step(&self, fixed: &LinearFixed, p: &CellParams, input: Traced, state: LayerState) -> Step {

@@ -23,7 +23,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     // Plugins a config names are loaded before the config is checked.
     match &cli.command {
         Command::Inspect { config, overrides, .. } | Command::Train { config: Some(config), overrides, resume: None, .. } => crate::plugins::load_for_config(&mut registry, config, overrides)?,
-        Command::Train { resume: Some(dir), .. } | Command::Eval { run_dir: dir, .. } => crate::plugins::load_for_run(&mut registry, dir)?,
+        Command::Train { resume: Some(dir), .. } => crate::plugins::load_for_run(&mut registry, dir)?,
+        Command::Eval { run_dir: dir, .. } if dir.is_dir() => crate::plugins::load_for_run(&mut registry, dir)?,
         Command::Record { source, .. } if source.is_dir() => crate::plugins::load_for_run(&mut registry, source)?,
         Command::Compare { file, .. } => crate::plugins::load_for_compare(&mut registry, file)?,
         Command::Sweep { command: SweepCommand::Plan { file, .. } } => crate::plugins::load_for_sweep(&mut registry, file)?,
@@ -38,7 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             overrides.extend(device_override(device));
             inspect::run(&registry, &config, &overrides, json)
         }
-        Command::Train { config, overrides, out, resume, halt_after, device } => train::run(&registry, config, overrides, out, resume, halt_after, device_override(device)),
+        Command::Train { config, overrides, out, resume, halt_after, init_from, device } => train::run(&registry, config, overrides, out, resume, halt_after, init_from, device_override(device)),
         Command::Bench { config, overrides, steps, compare, threads, json } => bench::run(&registry, &config, &overrides, steps, compare, threads, json),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Sweep { command } => sweep::run(&registry, command),
@@ -54,7 +55,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             plot: plot.as_deref(),
             json,
         }),
-        Command::Record { source, input, out, weights, device } => record::run(&registry, &source, &input, &out, &weights, &device_override(device)),
+        Command::Record { source, mut overrides, input, out, weights, device } => {
+            overrides.extend(device_override(device));
+            record::run(&registry, &source, &input, &out, &weights, &overrides)
+        }
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {
             std::fs::create_dir_all(&out)?;
             let spec = elmlab_tasks::shd::synth::SynthSpec { train_samples, test_samples, seed, ..Default::default() };

@@ -11,9 +11,10 @@ use elmlab_train::trainer::Session;
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
 
-pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights: &str, device: &[String]) -> Result<i32> {
-    let (config, weights_path) = locate(registry, source, weights, device)?;
-    let mut session = Session::prepare(config, registry)?;
+pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights: &str, overrides: &[String]) -> Result<i32> {
+    let (config, weights_path) = locate(registry, source, weights, overrides)?;
+    // the file's fixed tensors (connectomes, timescales) define the model's
+    let mut session = Session::prepare_fixed(config, registry, load_tensors(&weights_path)?.0).with_context(|| format!("building the model of {}", weights_path.display()))?;
     load_weights(&weights_path, &mut session.network.params)?;
     let (shape, values) = read_input(input)?;
     let [batch, steps, width] = shape[..] else {
@@ -42,24 +43,28 @@ pub fn run(registry: &Registry, source: &Path, input: &Path, out: &Path, weights
     Ok(0)
 }
 
-/// The config and weights file for a run directory or a weights file.
-fn locate(registry: &Registry, source: &Path, weights: &str, device: &[String]) -> Result<(ResolvedConfig, PathBuf)> {
+/// The config and weights file for a run directory (its `best` or `last` weights) or a
+/// weights file (its config from its metadata); `overrides` apply to the config.
+pub(crate) fn locate(registry: &Registry, source: &Path, weights: &str, overrides: &[String]) -> Result<(ResolvedConfig, PathBuf)> {
     if source.is_dir() {
         let run = RunDir::open(source)?;
-        let config = ResolvedConfig::load(&run.config_path(), device, registry)?;
+        let config = ResolvedConfig::load(&run.config_path(), overrides, registry)?;
         let path = match weights {
             "best" => run.best_dir().join(WEIGHTS),
-            "last" => run.latest_checkpoint()?.context("the run has no checkpoint yet")?.join(WEIGHTS),
+            "last" => run.latest_checkpoint()?.with_context(|| format!("{} has no checkpoint yet", source.display()))?.join(WEIGHTS),
             other => bail!("--weights must be `best` or `last`, got `{other}`"),
         };
         if !path.is_file() {
-            bail!("{} does not exist", path.display());
+            bail!("{} does not exist (no {weights} weights in this run yet)", path.display());
         }
         return Ok((config, path));
     }
-    let (_, meta) = load_tensors(source)?;
+    if !source.is_file() {
+        bail!("{} does not exist; give a run directory or a weights file (.safetensors)", source.display());
+    }
+    let (_, meta) = load_tensors(source).with_context(|| format!("{} is not a run directory, so it must be a weights file (.safetensors)", source.display()))?;
     let text = meta.get("config").with_context(|| format!("{} carries no config in its metadata; record from its run directory instead", source.display()))?;
-    let config = ResolvedConfig::from_text(text, &format!("{} (metadata)", source.display()), device, registry)?;
+    let config = ResolvedConfig::from_text(text, &format!("{} (metadata)", source.display()), overrides, registry)?;
     Ok((config, source.to_path_buf()))
 }
 

@@ -2,6 +2,7 @@
 
 use crate::progress::Progress;
 use anyhow::{Context, Result};
+use elmlab_train::checkpoint::{load_tensors, load_weights, WEIGHTS};
 use elmlab_train::config::ResolvedConfig;
 use elmlab_core::registry::Registry;
 use elmlab_train::rundir::RunDir;
@@ -9,7 +10,8 @@ use elmlab_train::trainer::{train, Outcome, Session, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>, device: Vec<String>) -> Result<i32> {
+#[allow(clippy::too_many_arguments)]
+pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>, init_from: Option<PathBuf>, device: Vec<String>) -> Result<i32> {
     let (resolved, resume_dir) = match &resume {
         Some(dir) => {
             if !overrides.is_empty() {
@@ -26,8 +28,26 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
             (ResolvedConfig::load(&config, &overrides, registry)?, None)
         }
     };
+    // The fixed tensors (connectomes, timescales) of the weights the run continues from or
+    // starts from define the model's: a resumed run keeps its own, a fine-tuned one the file's.
+    let weights = match (&resume_dir, &init_from) {
+        (Some(run), _) => run.latest_checkpoint()?.map(|c| c.join(WEIGHTS)),
+        (None, Some(path)) => Some(path.clone()),
+        (None, None) => None,
+    };
+    let fixed = match &weights {
+        Some(path) => load_tensors(path)?.0,
+        None => Vec::new(),
+    };
     // Build the model (refusing bad shapes) and find the data before anything is written.
-    let mut session = Session::prepare(resolved, registry)?;
+    let mut session = Session::prepare_fixed(resolved, registry, fixed).with_context(|| match (&weights, &init_from) {
+        (Some(path), Some(_)) => format!("building the model with the fixed tensors of {}", path.display()),
+        (Some(path), None) => format!("building the model with the fixed tensors of its checkpoint {}", path.display()),
+        _ => "building the model".to_string(),
+    })?;
+    if let Some(path) = &init_from {
+        load_weights(path, &mut session.network.params).with_context(|| format!("--init-from {}", path.display()))?;
+    }
     session.task.check_data().map_err(|e| anyhow::anyhow!("task `{}`: {e}", session.config.config.task.kind))?;
     let resuming = resume_dir.is_some();
     let run_dir = match resume_dir {
@@ -46,7 +66,7 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
         "{} training", if resuming { "resuming" } else { "starting" }
     );
 
-    let options = TrainOptions { resume: resuming, halt_after, ..TrainOptions::default() };
+    let options = TrainOptions { resume: resuming, halt_after, init_from, ..TrainOptions::default() };
     let flag = options.interrupt.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {

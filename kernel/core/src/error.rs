@@ -182,6 +182,9 @@ pub enum ParamError {
     Size { name: String, got: usize, shape: Vec<usize> },
     #[error("unknown parameter `{name}`")]
     Unknown { name: String },
+    /// A fixed tensor given from a weights file that the model cannot use.
+    #[error("fixed tensor `{name}` {problem}")]
+    Fixed { name: String, problem: String },
 }
 
 

@@ -45,11 +45,91 @@ pub struct ParamStore {
     params: Vec<Param>,
     index: HashMap<String, usize>,
     buffers: Vec<Buffer>,
+    /// Fixed tensors given from outside (a weights file), taken where a layer asks for one.
+    given: HashMap<String, (Vec<usize>, BufferValues)>,
 }
 
 impl ParamStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose fixed tensors come from `given` wherever a layer asks for one by
+    /// name ([`ParamStore::fixed_indices`], [`ParamStore::fixed_timescales`]): a model
+    /// built from a weights file uses the file's connectome and timescales.
+    pub fn with_fixed(given: impl IntoIterator<Item = (String, Vec<usize>, BufferValues)>) -> Self {
+        ParamStore { given: given.into_iter().map(|(name, shape, values)| (name, (shape, values))).collect(), ..Self::default() }
+    }
+
+    /// A fixed index tensor (a connectome, `shape = [units, k_c]`, entries in
+    /// `0..inputs + units`): the given one of this name, checked, or else the one `draw`
+    /// makes. Recorded as a buffer either way.
+    pub fn fixed_indices(&mut self, name: &str, shape: [usize; 2], inputs: usize, units: usize, draw: impl FnOnce() -> Result<Vec<usize>, crate::error::PluginError>) -> Result<Vec<usize>, crate::error::PluginError> {
+        let fixed = |problem: String| ParamError::Fixed { name: name.to_string(), problem };
+        let indices = match self.given.get(name) {
+            None => draw()?,
+            Some((given_shape, values)) => {
+                if given_shape[..] != shape[..] {
+                    return Err(fixed(format!("has shape {given_shape:?}; the model needs {shape:?}")).into());
+                }
+                let BufferValues::I64(values) = values else {
+                    return Err(fixed("holds F32 values; a connectome holds integers (I64)".into()).into());
+                };
+                let sources = inputs + units;
+                let mut out = Vec::with_capacity(values.len());
+                for (at, &v) in values.iter().enumerate() {
+                    if v < 0 || v as usize >= sources {
+                        let (i, k) = (at / shape[1].max(1), at % shape[1].max(1));
+                        return Err(fixed(format!("entry [{i}, {k}] is {v}, outside the {sources} sources ({inputs} inputs + {units} units)")).into());
+                    }
+                    out.push(v as usize);
+                }
+                out
+            }
+        };
+        self.insert_buffer(name, &shape, BufferValues::I64(indices.iter().map(|&i| i as i64).collect()))?;
+        Ok(indices)
+    }
+
+    /// A layer's connectome: the given one of this name, checked, or else the one
+    /// `wiring` draws for `shape` (validated). Recorded as a buffer either way.
+    pub fn fixed_connectome(&mut self, name: &str, wiring: &dyn crate::connectivity::Connectivity, shape: crate::connectivity::WiringShape, rng: &mut rand_chacha::ChaCha8Rng) -> Result<Vec<usize>, crate::error::PluginError> {
+        self.fixed_indices(name, [shape.units, shape.fan_in], shape.input_width, shape.units, || {
+            let connectome = wiring.wire(shape, rng)?;
+            connectome.validate()?;
+            Ok(connectome.flat())
+        })
+    }
+
+    /// Fixed timescales (positive, finite) of `shape`: the given ones of this name, or
+    /// else `compute()`. Returned in f64: the computed values where the given f32 values
+    /// are exactly those rounded (a run's own checkpoint, so that a resumed run goes on
+    /// with the same factors), else the given values widened. Recorded as an f32 buffer.
+    pub fn fixed_timescales(&mut self, name: &str, shape: &[usize], compute: impl FnOnce() -> Vec<f64>) -> Result<Vec<f64>, crate::error::PluginError> {
+        let fixed = |problem: String| ParamError::Fixed { name: name.to_string(), problem };
+        let computed = compute();
+        let taus: Vec<f64> = match self.given.get(name) {
+            None => computed,
+            Some((given_shape, values)) => {
+                if given_shape[..] != shape[..] {
+                    return Err(fixed(format!("has shape {given_shape:?}; the model needs {shape:?}")).into());
+                }
+                let BufferValues::F32(values) = values else {
+                    return Err(fixed("holds integers; timescales are F32".into()).into());
+                };
+                let last = *shape.last().unwrap_or(&1);
+                if let Some((at, v)) = values.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v > 0.0)) {
+                    return Err(fixed(format!("entry [{}, {}] is {v}; timescales are positive and finite", at / last.max(1), at % last.max(1))).into());
+                }
+                if computed.len() == values.len() && computed.iter().zip(values).all(|(c, v)| *c as f32 == *v) {
+                    computed
+                } else {
+                    values.iter().map(|&v| v as f64).collect()
+                }
+            }
+        };
+        self.insert_buffer(name, shape, BufferValues::F32(taus.iter().map(|&t| t as f32).collect()))?;
+        Ok(taus)
     }
 
     /// Adds a tensor of `shape` (1 to 3 axes) with the given row-major values.
@@ -200,5 +280,48 @@ impl ParamStore {
         let p = self.get(name);
         let [a, b, c] = p.shape[..] else { panic!("`{name}` is not a 3-axis tensor") };
         self.traced(name).reshape_like(&(a, b, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(name: &str, shape: &[usize], values: BufferValues) -> ParamStore {
+        ParamStore::with_fixed(vec![(name.to_string(), shape.to_vec(), values)])
+    }
+
+    #[test]
+    fn given_indices_are_taken_checked_and_recorded_else_drawn() {
+        let mut store = given("l.connectome", &[2, 2], BufferValues::I64(vec![0, 4, 3, 3]));
+        let got = store.fixed_indices("l.connectome", [2, 2], 3, 2, || panic!("a given tensor is not drawn")).unwrap();
+        assert_eq!(got, vec![0, 4, 3, 3]);
+        assert!(matches!(&store.buffer("l.connectome").unwrap().values, BufferValues::I64(v) if *v == vec![0, 4, 3, 3]));
+        let mut drawn = ParamStore::new();
+        assert_eq!(drawn.fixed_indices("l.connectome", [1, 2], 3, 1, || Ok(vec![2, 1])).unwrap(), vec![2, 1]);
+        assert!(drawn.buffer("l.connectome").is_some());
+        for (values, says) in [(vec![0, 5, 1, 1], "entry [0, 1] is 5, outside the 5 sources (3 inputs + 2 units)"), (vec![0, 1, -2, 1], "entry [1, 0] is -2")] {
+            let e = given("l.connectome", &[2, 2], BufferValues::I64(values)).fixed_indices("l.connectome", [2, 2], 3, 2, || Ok(vec![])).unwrap_err().to_string();
+            assert!(e.contains("l.connectome") && e.contains(says), "{e}");
+        }
+        let e = given("l.connectome", &[4], BufferValues::I64(vec![0; 4])).fixed_indices("l.connectome", [2, 2], 3, 2, || Ok(vec![])).unwrap_err().to_string();
+        assert!(e.contains("has shape [4]; the model needs [2, 2]"), "{e}");
+        let e = given("l.connectome", &[2, 2], BufferValues::F32(vec![0.0; 4])).fixed_indices("l.connectome", [2, 2], 3, 2, || Ok(vec![])).unwrap_err().to_string();
+        assert!(e.contains("integers"), "{e}");
+    }
+
+    /// A run's own f32 timescales give back the exact f64 values they were rounded from
+    /// (a resumed run continues bit for bit); another file's are widened as they are.
+    #[test]
+    fn given_timescales_keep_a_runs_own_values_and_refuse_bad_ones() {
+        let computed = vec![1.0, 7.0f64.sqrt(), 500.0];
+        let own = given("l.tau_m", &[1, 3], BufferValues::F32(computed.iter().map(|&t| t as f32).collect())).fixed_timescales("l.tau_m", &[1, 3], || computed.clone()).unwrap();
+        assert_eq!(own, computed);
+        let foreign = given("l.tau_m", &[1, 3], BufferValues::F32(vec![2.5, 3.0, 4.0])).fixed_timescales("l.tau_m", &[1, 3], || computed.clone()).unwrap();
+        assert_eq!(foreign, vec![2.5, 3.0, 4.0]);
+        for (bad, says) in [(0.0f32, "entry [0, 1] is 0"), (f32::NAN, "entry [0, 1] is NaN"), (f32::INFINITY, "entry [0, 1] is inf"), (-1.0, "entry [0, 1] is -1")] {
+            let e = given("l.tau_m", &[1, 3], BufferValues::F32(vec![1.0, bad, 2.0])).fixed_timescales("l.tau_m", &[1, 3], || computed.clone()).unwrap_err().to_string();
+            assert!(e.contains("l.tau_m") && e.contains(says) && e.contains("positive and finite"), "{e}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! summary into the run directory. Resuming continues exactly: batches and dropout
 //! draws are functions of (seed, step), and everything else is in the checkpoint.
 
-use crate::checkpoint::{load_carried, load_optimizer, load_weights, save_carried, save_weights, write_checkpoint, CARRIED, OPTIMIZER, TRAINER, WEIGHTS};
+use crate::checkpoint::{load_carried, load_optimizer, load_weights, save_carried, save_weights, write_checkpoint, NamedTensors, CARRIED, OPTIMIZER, TRAINER, WEIGHTS};
 use crate::config::ResolvedConfig;
 use crate::error::{BuildError, CheckpointError, CheckpointProblem, RunDirError, RunError};
 use crate::loss::BatchStats;
@@ -12,6 +12,7 @@ use crate::optim::{clip_global_norm, Optimizer};
 use crate::rundir::{write_atomic, RunDir};
 use crate::schedule::Schedule;
 use elmlab_core::neuron::ForwardContext;
+use elmlab_core::params::ParamStore;
 use elmlab_core::registry::Registry;
 use elmlab_core::rng::stream;
 use elmlab_core::task::{validate_batch, Split, Task, TaskContext};
@@ -40,12 +41,19 @@ impl Session {
     /// Builds the task and the model (initialised from the seed). Shapes that cannot
     /// work are refused here, before any step runs.
     pub fn prepare(config: ResolvedConfig, registry: &Registry) -> Result<Self, BuildError> {
+        Self::prepare_fixed(config, registry, Vec::new())
+    }
+
+    /// [`Session::prepare`] with the fixed tensors (connectomes, timescales) of a weights
+    /// file: the layers use those instead of drawing their own. The file's parameters are
+    /// loaded separately (`checkpoint::load_weights`).
+    pub fn prepare_fixed(config: ResolvedConfig, registry: &Registry, fixed: NamedTensors) -> Result<Self, BuildError> {
         elmlab_core::tensor::select_device(config.config.device)?;
         let task = build_task(&config, registry)?;
         let cfg = &config.config;
         let recipe = ModelRecipe::new(&cfg.model, task.data_shape(), registry)?;
         let plan = recipe.plan(&cfg.model)?;
-        let network = recipe.build(&plan, &mut stream(cfg.seed, "init", 0))?;
+        let network = recipe.build_into(&plan, &mut stream(cfg.seed, "init", 0), ParamStore::with_fixed(fixed))?;
         Ok(Session { config, task, recipe, plan, network })
     }
 
@@ -110,11 +118,13 @@ pub struct TrainOptions {
     pub halt_after: Option<u64>,
     /// Set by a signal handler: checkpoint at the next step boundary and stop.
     pub interrupt: Arc<AtomicBool>,
+    /// The weights file a new run started from (fine-tuning), recorded in its summary.
+    pub init_from: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { resume: false, halt_after: None, interrupt: Arc::new(AtomicBool::new(false)) }
+        TrainOptions { resume: false, halt_after: None, interrupt: Arc::new(AtomicBool::new(false)), init_from: None }
     }
 }
 
@@ -142,6 +152,9 @@ struct TrainerState {
     last_valid: Option<Map<String, Value>>,
     /// Wall time spent in earlier invocations.
     elapsed_s: f64,
+    /// The weights file the run started from, if it was one (`train --init-from`).
+    #[serde(default)]
+    init_from: Option<String>,
 }
 
 /// Trains the session's network in `run`.
@@ -169,6 +182,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
     } else {
         write_atomic(&run.config_path(), config_ron.as_bytes())?;
         let _ = std::fs::remove_file(run.metrics_path());
+        state.init_from = options.init_from.as_ref().map(|p| p.display().to_string());
     }
 
     let loss_at = session.task.loss_at();
@@ -293,6 +307,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         "best": { "metric": session.task.selection().metric, "value": state.best_value, "step": state.best_step, "valid": state.best_metrics, "test": test },
         "wall_time_s": wall,
         "steps_per_s": if wall > 0.0 { state.step as f64 / wall } else { 0.0 },
+        "init_from": state.init_from,
         "versions": versions(),
     });
     write_atomic(&run.summary_path(), serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes())?;

@@ -3,6 +3,7 @@
 use super::kernel::{ElmExtras, ElmParams, ElmUpstream};
 use super::layer::ElmLayer;
 use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use elmlab_host_ops::take_input;
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::dfdx::tensor::Tape as _;
 use elmlab_core::neuron::{LayerState, SequenceOutput};
@@ -15,8 +16,15 @@ impl ElmLayer {
     pub(super) fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState, extras: ElmExtras<f32>) -> (SequenceOutput, Option<Traced>, Option<Traced>) {
         let s = &self.spec;
         let (n, dev) = (s.units, device());
-        let d = detach(inputs, state);
+        let mut d = detach(inputs, state);
         let batch = d.inputs[0].shape().1;
+        // the timescale factors `[N, d_m]`: constants, or computed from learnt logits (their
+        // history joins the layer's, and backward adds their gradients)
+        let learnt = self.timescales.is_learnt();
+        let (kappa_m, okl) = self.timescales.factors(p);
+        let ((kappa_m, km_tape), (okl, okl_tape)) = (take_input(kappa_m), take_input(okl));
+        d.tape = d.tape.merge(km_tape).merge(okl_tape);
+        let factors = [values(&kappa_m), values(&okl)];
         let (mlp_penalty, activity_penalty) = (extras.mlp_penalty, extras.activity_penalty);
         // parameters in order: w_s, (weight, bias) per MLP layer, w_y, b
         let mut names = vec![format!("{}.w_s", s.name)];
@@ -29,7 +37,7 @@ impl ElmLayer {
         let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
         let [m0, e0, a0] = [0, 1, 2].map(|i| values(&d.state[i]));
         let kernel = self.kernel.clone();
-        let run = kernel.run(&elm_params(&view(&param_values)), &view(&xs), m0, e0, a0, extras);
+        let run = kernel.run(&elm_params(&view(&param_values), &factors), &view(&xs), m0, e0, a0, extras);
 
         let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
         let m_last = matrix(&dev, run.memory(run.steps), n * s.memory, batch);
@@ -46,8 +54,7 @@ impl ElmLayer {
             let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
-            let g = kernel.backward(&elm_params(&view(&param_values)), &run, &up, input_grads);
-    
+            let g = kernel.backward(&elm_params(&view(&param_values), &factors), &run, &up, input_grads);
             let mut param_grads = vec![&g.w_s];
             for (w, b) in &g.mlp {
                 param_grads.extend([w, b]);
@@ -62,6 +69,10 @@ impl ElmLayer {
             for (st, ds) in start.iter().zip([&g.m0, &g.e0, &g.a0]) {
                 add_grad(grads, st, ds)?;
             }
+            if learnt {
+                add_grad(grads, &kappa_m, &g.kappa_m)?;
+                add_grad(grads, &okl, &g.one_minus_kappa_lambda)?;
+            }
             Ok(())
         });
         // The last output and the state `a` are one tensor, as on the step path.
@@ -75,8 +86,16 @@ fn view(v: &[Vec<f32>]) -> Vec<&[f32]> {
     v.iter().map(|x| x.as_slice()).collect()
 }
 
-/// The kernel's view of the parameters, in the order `fused` lists them.
-fn elm_params<'a>(v: &[&'a [f32]]) -> ElmParams<'a, f32> {
+/// The kernel's view of the parameters, in the order `fused` lists them, and of the
+/// timescale factors.
+fn elm_params<'a>(v: &[&'a [f32]], factors: &'a [Vec<f32>; 2]) -> ElmParams<'a, f32> {
     let layers = (v.len() - 3) / 2;
-    ElmParams { w_s: v[0], mlp: (0..layers).map(|l| (v[1 + 2 * l], v[2 + 2 * l])).collect(), w_y: v[v.len() - 2], b: v[v.len() - 1] }
+    ElmParams {
+        w_s: v[0],
+        mlp: (0..layers).map(|l| (v[1 + 2 * l], v[2 + 2 * l])).collect(),
+        w_y: v[v.len() - 2],
+        b: v[v.len() - 1],
+        kappa_m: &factors[0],
+        one_minus_kappa_lambda: &factors[1],
+    }
 }

@@ -4,26 +4,25 @@
 //! reference; `fused.rs` runs the same layer through the hand-written kernel.
 
 use super::kernel::{ElmExtras, ElmKernel};
-use super::spec::{LayerSpec, MlpActivation};
+use super::spec::LayerSpec;
+use super::timescales::{InputShare, Timescales};
 use crate::wiring::Synapses;
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::error::{LayerError, PluginError};
 use elmlab_core::neuron::{ForwardContext, History, LayerState, RecurrentLayer, SequenceOutput, StatePart, Step};
-use elmlab_core::params::{BufferValues, ParamStore};
-use elmlab_core::tensor::{device, fork, Dev, Matrix, Tape, Traced};
+use elmlab_core::params::ParamStore;
+use elmlab_core::tensor::{device, fork, trace, Dev, Matrix, Tape, Traced};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
 type T3 = Tensor<(usize, usize, usize), f32, Dev, Tape>;
-type Const3 = Tensor<(usize, usize, usize), f32, Dev>;
 
 pub struct ElmLayer {
     pub(super) spec: LayerSpec,
     synapses: Synapses,
-    /// `κ_m`, `1 − κ_λ` per memory unit.
-    kappa_m: Tensor<(usize,), f32, Dev>,
-    one_minus_kappa_lambda: Tensor<(usize,), f32, Dev>,
+    /// `κ_m`, `1 − κ_λ` per neuron and memory unit, fixed or learnt.
+    pub(super) timescales: Timescales,
     /// `κ_r` of the high-pass filter, if on.
     kappa_r: Option<f32>,
     pub(super) mlp_names: Vec<(String, String)>,
@@ -37,6 +36,8 @@ struct SequenceExtras {
     recurrent_mask: Option<Matrix>,
     abs_delta: Option<Traced>,
     activity: Option<Traced>,
+    /// `(κ_m, 1 − κ_λ)` of the sequence: values whose history is already in the sequence's.
+    factors: (Matrix, Matrix),
 }
 
 impl ElmLayer {
@@ -52,14 +53,29 @@ impl ElmLayer {
         }
         store.insert_uniform(&format!("{p}.w_y"), &[n, spec.memory], 1.0 / (spec.memory as f64).sqrt(), rng)?;
         store.insert_zeros(&format!("{p}.b"), &[n])?;
-        let tau: Vec<f32> = spec.tau_m().iter().map(|&t| t as f32).collect();
-        store.insert_buffer(&format!("{p}.tau_m"), &[n, spec.memory], BufferValues::F32(tau.repeat(n)))?;
-        store.insert_buffer(&format!("{p}.connectome"), &[n, k_c], BufferValues::I64(connectome.iter().map(|&i| i as i64).collect()))?;
-        Self::new(spec, connectome)
+        let d_m = spec.memory;
+        let timescales = if spec.learn_tau {
+            let (low, high) = spec.tau_memory;
+            let logit = format!("{p}.tau_m_logit");
+            store.insert(&logit, &[n, d_m], Timescales::logits(&spec.tau_m().repeat(n), low, high))?;
+            Timescales::Learnt { logit, low, high, share: InputShare::KappaLambda { lambda: spec.lambda } }
+        } else {
+            let taus = store.fixed_timescales(&format!("{p}.tau_m"), &[n, d_m], || spec.tau_m().repeat(n))?;
+            Timescales::fixed(&taus, n, d_m, InputShare::KappaLambda { lambda: spec.lambda })
+        };
+        Self::with_timescales(spec, connectome, timescales)
     }
 
-    /// The layer over parameters that already exist (named `<name>.w_s`, ...).
+    /// The layer over parameters that already exist (named `<name>.w_s`, ...), with the
+    /// spec's fixed timescales.
     pub fn new(spec: LayerSpec, connectome: Vec<usize>) -> Result<Self, PluginError> {
+        let taus = spec.tau_m().repeat(spec.units);
+        let timescales = Timescales::fixed(&taus, spec.units, spec.memory, InputShare::KappaLambda { lambda: spec.lambda });
+        Self::with_timescales(spec, connectome, timescales)
+    }
+
+    /// The layer over parameters that already exist, with these timescales.
+    pub fn with_timescales(spec: LayerSpec, connectome: Vec<usize>, timescales: Timescales) -> Result<Self, PluginError> {
         let (n, k_c) = (spec.units, spec.k_c());
         if connectome.len() != n * k_c {
             return Err(PluginError::shape(format!("{}: connectome has {} entries, expected {n}·{k_c}", spec.name, connectome.len())));
@@ -69,14 +85,10 @@ impl ElmLayer {
         }
         let dev = device();
         let connectome_for_kernel = connectome.clone();
-        let tau = spec.tau_m();
-        let kappa_m = tau.iter().map(|t| (-1.0 / t).exp() as f32).collect();
-        let one_minus_kl = tau.iter().map(|t| (1.0 - (-spec.lambda / t).exp()) as f32).collect();
         let mlp_names = (0..spec.mlp_shapes().len()).map(|i| (format!("{}.mlp.{i}.weight", spec.name), format!("{}.mlp.{i}.bias", spec.name))).collect();
         Ok(ElmLayer {
             synapses: Synapses::new(&dev, connectome, n, k_c),
-            kappa_m: dev.tensor_from_vec(kappa_m, (spec.memory,)),
-            one_minus_kappa_lambda: dev.tensor_from_vec(one_minus_kl, (spec.memory,)),
+            timescales,
             kappa_r: spec.high_pass_tau.map(|t| (-1.0 / t).exp() as f32),
             mlp_names,
             kernel: Arc::new(ElmKernel::new(&spec, &connectome_for_kernel)),
@@ -84,8 +96,16 @@ impl ElmLayer {
         })
     }
 
-    fn per_memory(&self, v: &Tensor<(usize,), f32, Dev>, batch: usize) -> Const3 {
-        v.clone().broadcast_like::<(usize, usize, usize), Axes2<0, 2>>(&(self.spec.units, self.spec.memory, batch))
+    /// A `[N, d_m]` factor over the batch, on a fresh tape (its gradient reaches the factor).
+    fn per_memory(&self, v: &Matrix, batch: usize) -> T3 {
+        trace(v).broadcast_like::<(usize, usize, usize), Axis<2>>(&(self.spec.units, self.spec.memory, batch))
+    }
+
+    /// The sequence's timescale factors as values, their history moved into `history`.
+    fn factor_values(&self, p: &ParamStore, history: &mut History) -> (Matrix, Matrix) {
+        let (kappa_m, okl) = self.timescales.factors(p);
+        let (kappa_m, okl) = (history.take(kappa_m), history.take(okl));
+        (kappa_m.retaped::<NoneTape>(), okl.retaped::<NoneTape>())
     }
 
     fn mask(&self, rows: usize, batch: usize, rng: &mut ChaCha8Rng) -> Matrix {
@@ -114,7 +134,7 @@ impl ElmLayer {
         let weighted = gathered.reshape_like(&(n, s.k_c(), batch)) * p.traced(&format!("{}.w_s", s.name)).broadcast_like::<(usize, usize, usize), Axis<2>>(&(n, s.k_c(), batch));
         let beta: T3 = weighted.reshape_like(&(n, s.branches, s.synapses_per_branch, batch)).sum::<(usize, usize, usize), Axis<2>>() * s.input_scale as f32;
         // 2. decay
-        let decayed: T3 = m_prev.reshape_like(&(n, d_m, batch)) * self.per_memory(&self.kappa_m, batch);
+        let decayed: T3 = m_prev.reshape_like(&(n, d_m, batch)) * self.per_memory(&extras.factors.0, batch);
         let (decayed, decayed_for_mlp) = fork(decayed);
         // 3. integration: z = [β ; m̃] through the per-neuron MLPs
         let mut h: T3 = (beta, decayed_for_mlp).concat_along(Axis::<1>);
@@ -124,14 +144,7 @@ impl ElmLayer {
             let bias = p.traced(b).broadcast_like::<(usize, usize, usize), Axis<2>>(&(n, out, batch));
             h = p.traced3(w).matmul(h) + bias;
             if i < last {
-                h = match s.mlp_activation {
-                    MlpActivation::Relu2 => h.relu().square(),
-                    MlpActivation::Relu => h.relu(),
-                    MlpActivation::Silu => {
-                        let (a, b) = fork(h);
-                        a * b.sigmoid()
-                    }
-                };
+                h = s.mlp_activation.apply(h);
             }
         }
         let delta = match extras.abs_delta.take() {
@@ -144,7 +157,7 @@ impl ElmLayer {
         };
         // 4.–5. bounded update into memory
         let update = (delta * (2.0 / 3.0)).tanh() * 1.7159;
-        let memory: T3 = decayed + update * self.per_memory(&self.one_minus_kappa_lambda, batch);
+        let memory: T3 = decayed + update * self.per_memory(&extras.factors.1, batch);
         let (memory, memory_for_readout) = fork(memory);
         if ctx.recorder.is_some() {
             ctx.record(&format!("{}.memory", s.name), &[n, d_m], &memory_for_readout.retaped::<Tape>().reshape_like(&(n * d_m, batch)));
@@ -195,8 +208,13 @@ impl RecurrentLayer for ElmLayer {
     }
 
     fn step(&self, p: &ParamStore, ctx: &mut ForwardContext, input: Traced, state: LayerState) -> Step {
-        let mut none = SequenceExtras { input_mask: None, recurrent_mask: None, abs_delta: None, activity: None };
-        self.step_with(p, ctx, input, state, &mut none)
+        let mut history = History::new();
+        let factors = self.factor_values(p, &mut history);
+        let mut none = SequenceExtras { input_mask: None, recurrent_mask: None, abs_delta: None, activity: None, factors };
+        let step = self.step_with(p, ctx, input, state, &mut none);
+        // the factors' history goes with the step's output
+        let (value, tape) = step.output.split_tape();
+        Step { output: value.put_tape(tape.merge(history.into_tape())), state: step.state }
     }
 
     fn sequence(&self, p: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
@@ -209,14 +227,15 @@ impl RecurrentLayer for ElmLayer {
         let recurrent_mask = dropout.then(|| self.mask(s.units, batch, &mut ctx.rng));
         let (mlp_penalty, activity_penalty) = (ctx.training && s.mlp_penalty > 0.0, ctx.training && s.activity_penalty > 0.0);
         let (out, abs_delta, activity) = if steps > 0 && s.path.fused_for(ctx.recorder.is_some()) {
-            let extras = ElmExtras { input_mask: input_mask.map(|m| m.as_vec()), recurrent_mask: recurrent_mask.map(|m| m.as_vec()), mlp_penalty, activity_penalty };
+            let extras = ElmExtras { input_mask: input_mask.map(|m| m.as_vec()), recurrent_mask: recurrent_mask.map(|m| m.as_vec()), mlp_penalty, activity_penalty, kappa_grads: self.timescales.is_learnt() };
             self.fused(p, inputs, state, extras)
         } else {
             let dev = device();
             let zeros = || elmlab_core::tensor::trace(&elmlab_core::tensor::matrix(&dev, vec![0.0; s.units * batch], s.units, batch));
-            let mut extras = SequenceExtras { input_mask, recurrent_mask, abs_delta: mlp_penalty.then(zeros), activity: activity_penalty.then(zeros) };
             // each step's results give their tapes to the history, so every step starts fresh
             let mut history = History::new();
+            let factors = self.factor_values(p, &mut history);
+            let mut extras = SequenceExtras { input_mask, recurrent_mask, abs_delta: mlp_penalty.then(zeros), activity: activity_penalty.then(zeros), factors };
             let mut state = state;
             let mut outputs = Vec::with_capacity(steps);
             for x in inputs {

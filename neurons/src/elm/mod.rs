@@ -9,11 +9,13 @@ mod fused;
 pub mod kernel;
 mod layer;
 mod spec;
+mod timescales;
 #[cfg(test)]
 mod tests;
 
 pub use layer::ElmLayer;
 pub use spec::{LayerSpec, MlpActivation};
+pub use timescales::{InputShare, Timescales};
 
 use crate::activation::Activation;
 use crate::path::Path;
@@ -53,7 +55,7 @@ pub struct ElmSettings {
     /// (τ_min, τ_max), memory timescales in steps, log-spaced, fixed
     #[setting(default = (1.0, 500.0))]
     pub tau_memory: (f64, f64),
-    /// train the memory timescales (not implemented yet: refused)
+    /// train the memory timescales per neuron, τ = τ_min + (τ_max − τ_min)·σ(ℓ) (adds d_m to k_e)
     #[setting(default = false)]
     pub learn_tau: bool,
     /// τ_r of the output high-pass filter (None = off)
@@ -106,8 +108,8 @@ impl Elm {
         if tau.0 <= 0.0 {
             return Err(PluginError::setting("tau_memory", format!("must be positive, got ({}, {})", tau.0, tau.1)));
         }
-        if s.learn_tau {
-            return Err(PluginError::setting("learn_tau", "= true is not implemented yet; the timescales are fixed (set learn_tau: false)"));
+        if s.learn_tau && tau.0 >= tau.1 {
+            return Err(PluginError::setting("learn_tau", format!("needs τ_min < τ_max to bound the timescales, got tau_memory ({}, {})", tau.0, tau.1)));
         }
         let hidden = LayerSpec {
             name: "hidden".into(),
@@ -121,6 +123,7 @@ impl Elm {
             synapses_per_branch,
             lambda: s.lambda,
             tau_memory: tau,
+            learn_tau: s.learn_tau,
             high_pass_tau: s.high_pass_tau,
             input_scale: s.input_scale,
             relu_output: s.activation == Activation::Relu,
@@ -187,11 +190,13 @@ impl NeuronModel for Elm {
 
     fn build(&self, shape: &NetworkShape, wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<Vec<Box<dyn RecurrentLayer>>, PluginError> {
         let (hidden, readout) = self.layer_specs(shape)?;
-        let connectome = wiring.wire(WiringShape { units: hidden.units, input_width: hidden.input_width, fan_in: hidden.k_c() }, rng)?;
-        connectome.validate()?;
-        let hidden_layer = ElmLayer::create(hidden, connectome.flat(), store, rng)?;
+        // the connectomes of a weights file the store was given, or else drawn
+        let (n, k_c) = (hidden.units, hidden.k_c());
+        let hidden_index = store.fixed_connectome("hidden.connectome", wiring, WiringShape { units: n, input_width: hidden.input_width, fan_in: k_c }, rng)?;
+        let hidden_layer = ElmLayer::create(hidden, hidden_index, store, rng)?;
         // The readout reads only the hidden layer (ρ = 0): draws with replacement.
-        let readout_index: Vec<usize> = (0..readout.units * readout.k_c()).map(|_| rng.gen_range(0..readout.input_width)).collect();
+        let (c, readout_k) = (readout.units, readout.k_c());
+        let readout_index = store.fixed_indices("readout.connectome", [c, readout_k], readout.input_width, c, || Ok((0..c * readout_k).map(|_| rng.gen_range(0..readout.input_width)).collect()))?;
         let readout_layer = ElmLayer::create(readout, readout_index, store, rng)?;
         Ok(vec![Box::new(hidden_layer), Box::new(readout_layer)])
     }

@@ -3,7 +3,9 @@
 use crate::path::Path;
 use crate::timescales::log_spaced;
 use elmlab_core::neuron::LayerPlan;
+use elmlab_core::dfdx::prelude::*;
 use elmlab_core::settings::Choice;
+use elmlab_core::tensor::{fork, Dev, Tape};
 
 /// φ after every hidden MLP layer (relu2 = max(x,0)²).
 #[derive(Choice, Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +13,20 @@ pub enum MlpActivation {
     Relu2,
     Relu,
     Silu,
+}
+
+impl MlpActivation {
+    /// φ on a traced tensor of any shape.
+    pub fn apply<S: Shape>(self, h: Tensor<S, f32, Dev, Tape>) -> Tensor<S, f32, Dev, Tape> {
+        match self {
+            MlpActivation::Relu2 => h.relu().square(),
+            MlpActivation::Relu => h.relu(),
+            MlpActivation::Silu => {
+                let (a, b) = fork(h);
+                a * b.sigmoid()
+            }
+        }
+    }
 }
 
 /// Everything that sizes and configures one ELM layer.
@@ -28,6 +44,8 @@ pub struct LayerSpec {
     pub synapses_per_branch: usize,
     pub lambda: f64,
     pub tau_memory: (f64, f64),
+    /// Whether the memory timescales are trained (per neuron, through a bounded sigmoid).
+    pub learn_tau: bool,
     pub high_pass_tau: Option<f64>,
     pub input_scale: f64,
     pub relu_output: bool,
@@ -58,9 +76,11 @@ impl LayerSpec {
         shapes
     }
 
-    /// Trainable parameters per neuron besides the synapses: MLP, `w_y`, `b`.
+    /// Trainable parameters per neuron besides the synapses: MLP, `w_y`, `b`, and the
+    /// `d_m` timescale logits when they are learnt.
     pub fn k_e(&self) -> usize {
-        self.mlp_shapes().iter().map(|(o, i)| o * i + o).sum::<usize>() + self.memory + 1
+        let tau = if self.learn_tau { self.memory } else { 0 };
+        self.mlp_shapes().iter().map(|(o, i)| o * i + o).sum::<usize>() + self.memory + 1 + tau
     }
 
     pub fn plan(&self) -> LayerPlan {

@@ -36,6 +36,7 @@ fn spec(v: &Value, name: &str) -> LayerSpec {
         synapses_per_branch: u("synapses_per_branch"),
         lambda: f("lambda"),
         tau_memory: (f("tau_min"), f("tau_max")),
+        learn_tau: false,
         high_pass_tau: v["high_pass_tau"].as_f64(),
         input_scale: f("input_scale"),
         relu_output: v["relu_output"].as_bool().unwrap(),
@@ -181,8 +182,8 @@ fn default_complexity_is_derived_from_memory() {
 #[test]
 fn refusals_are_clear() {
     use serde_json::json;
-    let e = elm(&[("learn_tau", json!(true))]).err().unwrap().to_string();
-    assert!(e.contains("learn_tau"), "{e}");
+    let e = elm(&[("learn_tau", json!(true)), ("tau_memory", json!([5.0, 5.0]))]).err().unwrap().to_string();
+    assert!(e.contains("learn_tau") && e.contains("τ_min < τ_max"), "{e}");
     let e = elm(&[("dropout", json!(1.0))]).err().unwrap().to_string();
     assert!(e.contains("dropout"), "{e}");
     let m = elm(&[("branches", json!(4)), ("synapses_per_branch", json!(3))]).unwrap();
@@ -250,4 +251,35 @@ fn conforms_on_both_paths_with_every_option() {
     }
     // the defaults, at their real sizes
     check_neuron(elm(&[]).unwrap().as_ref());
+}
+
+/// Learnt timescales: `d_m` logits per neuron more in the count, initialised so that the
+/// bounded sigmoid gives the log-spaced timescales, trained on both paths (conformance:
+/// their gradients equal finite differences through the fused kernel and the reference).
+#[test]
+fn learnt_timescales_are_counted_initialised_and_conform() {
+    use elmlab_core::conformance::check_neuron;
+    use serde_json::json;
+    let small = |extra: &[(&str, Value)]| {
+        let mut s = vec![("memory", json!(3)), ("mlp_hidden", json!(3)), ("branches", json!(2)), ("synapses_per_branch", json!(3)), ("tau_memory", json!([1.0, 20.0]))];
+        s.extend_from_slice(extra);
+        elm(&s).unwrap()
+    };
+    let (fixed, learnt) = (small(&[]), small(&[("learn_tau", json!(true))]));
+    let shape = NetworkShape { units: 4, input_width: 5, classes: 3, fan_in: fixed.requested_fan_in() };
+    let (pf, pl) = (fixed.plan(&shape), learnt.plan(&shape));
+    assert_eq!(pl[0].k_e, pf[0].k_e + 3);
+    assert_eq!(pl[1].k_e, pf[1].k_e + 3, "the readout layer learns its timescales too");
+    let mut store = ParamStore::new();
+    learnt.build(&shape, &elmlab_core::conformance::AnySource, &mut store, &mut stream(1, "init", 0)).unwrap();
+    assert!(store.buffer("hidden.tau_m").is_none());
+    let logits = store.values("hidden.tau_m_logit");
+    let want = crate::timescales::log_spaced(1.0, 20.0, 3);
+    for (i, l) in logits.iter().enumerate() {
+        let tau = 1.0 + 19.0 / (1.0 + (-*l as f64).exp());
+        assert!((tau - want[i % 3]).abs() < 1e-4 * want[i % 3], "neuron {} unit {}: τ {tau} vs {}", i / 3, i % 3, want[i % 3]);
+    }
+    for path in ["fused", "reference"] {
+        check_neuron(small(&[("learn_tau", json!(true)), ("path", json!(path)), ("dropout", json!(0.2)), ("mlp_penalty", json!(0.1))]).as_ref());
+    }
 }

@@ -207,12 +207,25 @@ fn fused_elm_same_numbers_on_one_and_two_threads() {
     assert_eq!(fused_grads_on(1, "elm", &settings, 64), fused_grads_on(2, "elm", &settings, 64));
 }
 
+/// The kernel's parameters from the list `[w_s, (weight, bias) per MLP layer, w_y, b]`.
+fn listed_params<'a>(p: &'a [Vec<f64>], kappa_m: &'a [f64], one_minus_kappa_lambda: &'a [f64]) -> crate::elm::kernel::ElmParams<'a, f64> {
+    let layers = (p.len() - 3) / 2;
+    crate::elm::kernel::ElmParams {
+        w_s: &p[0],
+        mlp: (0..layers).map(|l| (p[1 + 2 * l].as_slice(), p[2 + 2 * l].as_slice())).collect(),
+        w_y: &p[p.len() - 2],
+        b: &p[p.len() - 1],
+        kappa_m,
+        one_minus_kappa_lambda,
+    }
+}
+
 /// Central differences in f64 of `L = Σ_t r_t·a_t + s·m_T + q·e_T + u·Σ|Δ| + v·Σrelu(a)`
 /// against the ELM kernel's backward, with dropout masks, both penalty sums, high-pass,
-/// a two-layer MLP and a non-zero initial state.
+/// a two-layer MLP, a non-zero initial state and per-neuron timescale factors.
 #[test]
 fn elm_kernel_gradients_equal_finite_differences_in_f64() {
-    use crate::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
+    use crate::elm::kernel::{ElmExtras, ElmKernel, ElmUpstream};
     use crate::elm::{LayerSpec, MlpActivation};
     for (activation, high_pass, relu_output) in [(MlpActivation::Relu2, Some(3.0), true), (MlpActivation::Silu, None, false)] {
         let (n, i, b, t) = (3usize, 2usize, 2usize, 4usize);
@@ -228,6 +241,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             synapses_per_branch: 2,
             lambda: 5.0,
             tau_memory: (1.0, 20.0),
+            learn_tau: false,
             high_pass_tau: high_pass,
             input_scale: 2.0,
             relu_output,
@@ -252,15 +266,18 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         let first_input = vars.len();
         vars.extend((0..t).map(|_| draw(i * b)));
         vars.extend([draw(n * spec.memory * b), draw(n * b), draw(n * b).iter().map(|v| v.abs()).collect()]);
+        // per-neuron timescale factors κ_m in (0.1, 1) and 1 − κ_λ in (0.05, 0.95)
+        let first_factor = vars.len();
+        vars.push(draw(n * spec.memory).iter().map(|v| 0.55 + v / 2.0).collect());
+        vars.push(draw(n * spec.memory).iter().map(|v| 0.5 + v / 2.0).collect());
         let masks = (draw(i * b).iter().map(|v| if *v > -0.5 { 1.25 } else { 0.0 }).collect::<Vec<f64>>(), draw(n * b).iter().map(|v| if *v > -0.5 { 1.25 } else { 0.0 }).collect::<Vec<f64>>());
         let (r, s_m, s_e, s_abs, s_act) = ((0..t).map(|_| draw(n * b)).collect::<Vec<_>>(), draw(n * spec.memory * b), draw(n * b), draw(n * b), draw(n * b));
         let params = |v: &[Vec<f64>]| -> Vec<Vec<f64>> { v[..first_input].to_vec() };
         let run = |v: &[Vec<f64>]| {
             let p = params(v);
-            let layers = (p.len() - 3) / 2;
-            let ep = ElmParams { w_s: &p[0], mlp: (0..layers).map(|l| (p[1 + 2 * l].as_slice(), p[2 + 2 * l].as_slice())).collect(), w_y: &p[p.len() - 2], b: &p[p.len() - 1] };
+            let ep = listed_params(&p, &v[first_factor], &v[first_factor + 1]);
             let xs: Vec<&[f64]> = v[first_input..first_input + t].iter().map(|x| x.as_slice()).collect();
-            let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true };
+            let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true, kappa_grads: true };
             let st = &v[first_input + t..];
             let out = kernel.run(&ep, &xs, st[0].clone(), st[1].clone(), st[2].clone(), extras);
             (out, p)
@@ -271,8 +288,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             (0..t).map(|k| dot(&r[k], &out.output(k + 1))).sum::<f64>() + dot(&s_m, &out.memory(t)) + dot(&s_e, &out.high_pass(t)) + dot(&s_abs, &out.abs_delta()) + dot(&s_act, &out.activity())
         };
         let (out, p) = run(&vars);
-        let layers = (p.len() - 3) / 2;
-        let ep = ElmParams { w_s: &p[0], mlp: (0..layers).map(|l| (p[1 + 2 * l].as_slice(), p[2 + 2 * l].as_slice())).collect(), w_y: &p[p.len() - 2], b: &p[p.len() - 1] };
+        let ep = listed_params(&p, &vars[first_factor], &vars[first_factor + 1]);
         let up = ElmUpstream { outputs: &r, m_last: &s_m, e_last: &s_e, abs_delta: Some(&s_abs), activity: Some(&s_act) };
         let g = kernel.backward(&ep, &out, &up, true);
         let mut analytic = vec![g.w_s];
@@ -281,7 +297,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         }
         analytic.extend([g.w_y, g.b]);
         analytic.extend(g.inputs);
-        analytic.extend([g.m0, g.e0, g.a0]);
+        analytic.extend([g.m0, g.e0, g.a0, g.kappa_m, g.one_minus_kappa_lambda]);
         assert_finite_differences(&format!("elm {activation:?}"), &vars, &analytic, loss, 1e-7);
     }
 }

@@ -6,11 +6,8 @@ use crate::path::Path;
 use elmlab_core::cell::CellModel;
 use elmlab_core::params::ParamStore;
 use elmlab_core::budget::largest_fitting;
-use elmlab_train::network::Network;
-use elmlab_core::neuron::{ForwardContext, NetworkShape, NeuronModel};
+use elmlab_core::neuron::{NetworkShape, NeuronModel};
 use elmlab_core::rng::stream;
-use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
-use serde_json::Value;
 
 struct NoWiring;
 impl elmlab_core::connectivity::Connectivity for NoWiring {
@@ -25,46 +22,9 @@ impl elmlab_core::connectivity::Connectivity for NoWiring {
     }
 }
 
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-}
-
 fn check(kind: &str, model: &dyn NeuronModel) {
-    let path = format!("{}/tests/fixtures/gated_{kind}.json", env!("CARGO_MANIFEST_DIR"));
-    let case: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let u = |k: &str| case[k].as_u64().unwrap() as usize;
-    let (d, h, c, t, b) = (u("input_width"), u("hidden"), u("classes"), u("steps"), u("batch"));
-    let mut store = ParamStore::new();
-    let shape = NetworkShape { units: h, input_width: d, classes: c, fan_in: None };
-    let layers = model.build(&shape, &NoWiring, &mut store, &mut stream(0, "init", 0)).unwrap();
-    store.insert_zeros("output.weight", &[c, h]).unwrap();
-    store.insert_zeros("output.bias", &[c]).unwrap();
-    for (name, p) in case["params"].as_object().unwrap() {
-        store.load_values(name, floats(&p["values"]).iter().map(|&x| x as f32).collect()).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let net = Network { layers, params: store, classes: c, input_width: d };
-    let inputs: Vec<f32> = case["inputs"].as_array().unwrap().iter().flat_map(|s| s.as_array().unwrap().iter().flat_map(floats)).map(|x| x as f32).collect();
-    let targets: Vec<usize> = case["targets"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-    let batch = Batch { steps: t, batch: b, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh };
-    let close = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.abs().max(1e-1);
-
-    let pass = net.forward(&mut ForwardContext::new(true, stream(0, "f", 0)), &batch, LossAt::EveryStep, None).unwrap();
-    for (step, got) in pass.step_logits(b).iter().enumerate() {
-        for s in 0..b {
-            for k in 0..c {
-                let want = case["logits"][step][s][k].as_f64().unwrap();
-                assert!(close(got[k * b + s] as f64, want), "{kind} logits[t={step}][b={s}][{k}]: {} vs {want}", got[k * b + s]);
-            }
-        }
-    }
-    let g = net.loss_and_gradients(&mut ForwardContext::new(true, stream(0, "f", 0)), &batch, LossAt::EveryStep, 0.0, None).unwrap();
-    assert!(close(g.loss as f64, case["loss"].as_f64().unwrap()), "{kind} loss {} vs {}", g.loss, case["loss"]);
-    for (i, p) in net.params.iter().enumerate() {
-        let want = floats(&case["grads"][p.name.as_str()]);
-        for (j, (&a, &w)) in g.grads[i].as_vec().iter().zip(&want).enumerate() {
-            assert!(close(a as f64, w), "{kind}: d loss / d {}[{j}] {a} vs PyTorch {w}", p.name);
-        }
-    }
+    let case = crate::golden::fixture(&format!("gated_{kind}"));
+    crate::golden::assert_matches(kind, &case, model, &NoWiring, ParamStore::new(), case["hidden"].as_u64().unwrap() as usize, 1e-5);
 }
 
 #[test]

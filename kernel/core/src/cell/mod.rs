@@ -32,11 +32,17 @@ pub struct CellShape {
 pub trait Cell: Send + Sync + 'static {
     /// The layer's name and the prefix of its parameters (`lstm` → `lstm.weight_ih_l0`).
     const NAME: &'static str;
-    /// The state parts, each `[units, batch]`, in the order `step` receives them.
+    /// The state parts' names, in the order `step` receives them; each `[units, batch]`
+    /// unless [`Cell::state_parts`] says otherwise.
     const STATE: &'static [&'static str];
     /// What the layer fixes when it is built and its step reads (a connectome, timescales).
     type Fixed: 'static;
 
+    /// The state parts with their rows: [`Cell::STATE`], `units` rows each, by default; a
+    /// cell with wider state (a trace per synapse, memory per unit) says so here.
+    fn state_parts(&self, shape: &CellShape) -> Vec<StatePart> {
+        Self::STATE.iter().map(|name| StatePart::new(name, shape.units)).collect()
+    }
     /// Synapses per unit asked of the connectivity pattern; `None`: densely wired.
     fn fan_in(&self) -> Option<usize> {
         None
@@ -100,32 +106,41 @@ impl<C: Cell> CellModel<C> {
     }
 }
 
+/// The closed-form plan of one layer of `cell` (what [`cell_layer`] builds).
+pub fn cell_plan<C: Cell>(cell: &C, s: &CellShape) -> LayerPlan {
+    let params: usize = cell.parameters(s).iter().map(ParamSpec::numel).sum();
+    LayerPlan {
+        name: C::NAME.into(),
+        units: s.units,
+        k_e: (params / s.units.max(1)).saturating_sub(s.fan_in),
+        k_c: s.fan_in,
+        params,
+        flops_per_step: cell.flops_per_step(s),
+    }
+}
+
+/// Builds one layer of `cell`: what it fixes, then its parameters in declared order,
+/// then its changes to them. Models of several layers stack these.
+pub fn cell_layer<C: Cell>(cell: Arc<C>, s: CellShape, wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<Box<dyn RecurrentLayer>, PluginError> {
+    let fixed = cell.prepare(&s, wiring, store, rng)?;
+    for spec in cell.parameters(&s) {
+        spec.create(C::NAME, store, rng)?;
+    }
+    cell.initialised(&s, &mut CellParamsMut { store, prefix: C::NAME }, rng)?;
+    Ok(Box::new(CellLayer { cell, fixed, shape: s }))
+}
+
 impl<C: Cell> NeuronModel for CellModel<C> {
     fn requested_fan_in(&self) -> Option<usize> {
         self.cell.fan_in()
     }
 
     fn plan(&self, shape: &NetworkShape) -> Vec<LayerPlan> {
-        let s = self.cell_shape(shape);
-        let params: usize = self.cell.parameters(&s).iter().map(ParamSpec::numel).sum();
-        vec![LayerPlan {
-            name: C::NAME.into(),
-            units: s.units,
-            k_e: (params / s.units.max(1)).saturating_sub(s.fan_in),
-            k_c: s.fan_in,
-            params,
-            flops_per_step: self.cell.flops_per_step(&s),
-        }]
+        vec![cell_plan(self.cell.as_ref(), &self.cell_shape(shape))]
     }
 
     fn build(&self, shape: &NetworkShape, wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<Vec<Box<dyn RecurrentLayer>>, PluginError> {
-        let s = self.cell_shape(shape);
-        let fixed = self.cell.prepare(&s, wiring, store, rng)?;
-        for spec in self.cell.parameters(&s) {
-            spec.create(C::NAME, store, rng)?;
-        }
-        self.cell.initialised(&s, &mut CellParamsMut { store, prefix: C::NAME }, rng)?;
-        Ok(vec![Box::new(CellLayer { cell: self.cell.clone(), fixed, shape: s })])
+        Ok(vec![cell_layer(self.cell.clone(), self.cell_shape(shape), wiring, store, rng)?])
     }
 }
 
@@ -147,7 +162,7 @@ impl<C: Cell> RecurrentLayer for CellLayer<C> {
         self.shape.input_width
     }
     fn state_parts(&self) -> Vec<StatePart> {
-        C::STATE.iter().map(|name| StatePart::new(name, self.shape.units)).collect()
+        self.cell.state_parts(&self.shape)
     }
     fn step(&self, params: &ParamStore, _ctx: &mut ForwardContext, input: Traced, state: LayerState) -> Step {
         self.cell.step(&self.fixed, &CellParams::new(params, C::NAME), input, state)

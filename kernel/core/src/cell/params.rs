@@ -12,20 +12,22 @@ pub enum Init {
     /// Uniform on `[-bound, bound]`, drawn from the run's initialisation stream.
     Uniform(f64),
     Zeros,
+    /// Every entry this value (the predecessor ELM's synapse weights start at 0.5).
+    Constant(f64),
 }
 
 /// One declared parameter of a cell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
     /// The name within the layer (`weight_ih_l0`); the store's name is `<layer>.<local>`.
-    pub local: &'static str,
+    pub local: String,
     pub shape: Vec<usize>,
     pub init: Init,
 }
 
 impl ParamSpec {
-    pub fn new(local: &'static str, shape: &[usize], init: Init) -> Self {
-        ParamSpec { local, shape: shape.to_vec(), init }
+    pub fn new(local: impl Into<String>, shape: &[usize], init: Init) -> Self {
+        ParamSpec { local: local.into(), shape: shape.to_vec(), init }
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -35,6 +37,7 @@ impl ParamSpec {
         match self.init {
             Init::Uniform(bound) => store.insert_uniform(&name, &self.shape, bound, rng),
             Init::Zeros => store.insert_zeros(&name, &self.shape),
+            Init::Constant(v) => store.insert(&name, &self.shape, vec![v as f32; self.numel()]),
         }
     }
 }
@@ -48,6 +51,10 @@ pub struct CellParams<'a> {
 impl<'a> CellParams<'a> {
     pub fn new(store: &'a ParamStore, prefix: &'static str) -> Self {
         CellParams { store, prefix }
+    }
+    /// The whole store (for helpers that take parameters by their full names).
+    pub fn store(&self) -> &'a ParamStore {
+        self.store
     }
     /// The store's name of `local` (`lstm.weight_ih_l0`).
     pub fn name(&self, local: &str) -> String {
@@ -63,6 +70,10 @@ impl<'a> CellParams<'a> {
     /// The parameter on a fresh tape: gradients of every use reach it.
     pub fn traced(&self, local: &str) -> Traced {
         self.store.traced(&self.name(local))
+    }
+    /// A 3-axis parameter (`[units, rows, cols]`, one matrix per unit) on a fresh tape.
+    pub fn traced3(&self, local: &str) -> Tensor<(usize, usize, usize), f32, Dev, Tape> {
+        self.store.traced3(&self.name(local))
     }
     /// A 1-axis parameter as a traced vector.
     pub fn traced_vector(&self, local: &str) -> Tensor<(usize,), f32, Dev, Tape> {

@@ -98,8 +98,14 @@ impl ModelRecipe {
 
     /// Creates the parameters and layers; checks the real tensor counts against the plan.
     pub fn build(&self, plan: &ModelPlan, rng: &mut ChaCha8Rng) -> Result<Network, BuildError> {
+        self.build_into(plan, rng, ParamStore::new())
+    }
+
+    /// [`ModelRecipe::build`] into `params`, which may hold fixed tensors given from a
+    /// weights file ([`ParamStore::with_fixed`]): the layers then use those.
+    pub fn build_into(&self, plan: &ModelPlan, rng: &mut ChaCha8Rng, params: ParamStore) -> Result<Network, BuildError> {
         let shape = self.shape(plan.units);
-        let mut params = ParamStore::new();
+        let mut params = params;
         let plugin_error = |source| BuildError::Plugin { plugin: format!("neuron `{}`", self.neuron_name), source };
         let layers = self.neuron.build(&shape, self.connectivity.as_ref(), &mut params, rng).map_err(plugin_error)?;
         let last = layers.last().map(|l| l.units()).unwrap_or(self.data.input_width);

@@ -26,6 +26,8 @@ impl<F: Real> ElmKernel<F> {
                 mlp: self.mlp.iter().map(|&(o, i)| (vec![F::zero(); o * i], vec![F::zero(); o * batch])).collect(),
                 w_y: vec![F::zero(); d_m * batch],
                 b: vec![F::zero(); batch],
+                kappa_m: vec![F::zero(); if run.extras.kappa_grads { d_m * batch } else { 0 }],
+                one_minus_kappa_lambda: vec![F::zero(); if run.extras.kappa_grads { d_m * batch } else { 0 }],
             })
             .collect();
         let mut d_m_carry = pad(up.m_last, unpadded, batch);
@@ -64,7 +66,7 @@ impl<F: Real> ElmKernel<F> {
                             abs_delta: abs_up.as_ref().map(|v| &v[i * batch..][..batch]),
                             activity: act_up.as_ref().map(|v| &v[i * batch..][..batch]),
                         };
-                        self.neuron_backward(p, i, batch, s, m_i, a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
+                        self.neuron_backward(p, i, batch, s, m_i, m_prev_i, a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
                     },
                 );
             // each source gathers what its synapses send, in a fixed order
@@ -107,6 +109,8 @@ impl<F: Real> ElmKernel<F> {
             m0: unpad(&d_m_carry, batch, unpadded),
             e0: unpad(&d_e_carry, batch, unpadded),
             a0: unpad(&d_a_from_later, batch, unpadded),
+            kappa_m: Vec::new(),
+            one_minus_kappa_lambda: Vec::new(),
         };
         for g in grads {
             out.w_s.extend(g.w_s.iter().map(|&v| v * self.input_scale));
@@ -116,6 +120,8 @@ impl<F: Real> ElmKernel<F> {
             }
             out.w_y.extend(sum_lanes(&g.w_y, batch, unpadded));
             out.b.extend(sum_lanes(&g.b, batch, unpadded));
+            out.kappa_m.extend(sum_lanes(&g.kappa_m, batch, unpadded));
+            out.one_minus_kappa_lambda.extend(sum_lanes(&g.one_minus_kappa_lambda, batch, unpadded));
         }
         out
     }
@@ -125,41 +131,43 @@ impl<F: Real> ElmKernel<F> {
     /// gradient of each branch sum into `d_beta` (`[branches, W]`). One block of
     /// [`LANES`] sequences at a time, like the forward step.
     #[allow(clippy::too_many_arguments)]
-    fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+    fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], m_prev: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
         if cpu::avx512_fma() {
             // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
-            return unsafe { self.neuron_backward_avx512(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out) };
+            return unsafe { self.neuron_backward_avx512(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out) };
         }
         #[cfg(target_arch = "x86_64")]
         if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.neuron_backward_avx2(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out) };
+            return unsafe { self.neuron_backward_avx2(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out) };
         }
-        self.neuron_backward_body(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out)
+        self.neuron_backward_body(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out)
     }
 
     /// With 32 vector registers where AVX-512 is there, like [`Self::neuron_step_avx512`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn neuron_backward_avx512(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
-        self.neuron_backward_body(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out)
+    unsafe fn neuron_backward_avx512(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], m_prev: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        self.neuron_backward_body(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn neuron_backward_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
-        self.neuron_backward_body(p, n, width, s, m, a, up, d_m, d_e, g, d_beta_out)
+    unsafe fn neuron_backward_avx2(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], m_prev: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+        self.neuron_backward_body(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out)
     }
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn neuron_backward_body(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
+    fn neuron_backward_body(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], m_prev: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         let (mem, nb) = (self.memory, width / LANES);
         let w_y = &p.w_y[n * mem..(n + 1) * mem];
-        let m = blocks(m);
+        let (kappa_m, okl) = (&p.kappa_m[n * mem..(n + 1) * mem], &p.one_minus_kappa_lambda[n * mem..(n + 1) * mem]);
+        let kappa_grads = !g.kappa_m.is_empty();
+        let (m, m_prev) = (blocks(m), blocks(m_prev));
         let last = self.mlp.len() - 1;
         for lb in 0..nb {
             // 8. output and activity penalty; 7. high-pass
@@ -196,11 +204,18 @@ impl<F: Real> ElmKernel<F> {
                 let mut gw: [F; LANES] = std::array::from_fn(|l| gw_y[l]);
                 let mut dm = d_mb[at];
                 let mut dd = [F::zero(); LANES];
+                let mut d_okl = [F::zero(); LANES];
                 for l in 0..LANES {
                     gw[l] += d_r[l] * mv[l];
                     dm[l] += d_r[l] * w_y[d];
                     let th = (F::of(LECUN_SLOPE) * dl[l]).tanh();
-                    dd[l] = dm[l] * self.one_minus_kappa_lambda[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
+                    dd[l] = dm[l] * okl[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
+                    d_okl[l] = dm[l] * F::of(LECUN_SCALE) * th;
+                }
+                if kappa_grads {
+                    // m_t = m̃ + (1 − κ_λ)·Δm: the share's gradient is the memory's times Δm
+                    let acc = &mut g.one_minus_kappa_lambda[d * width + lb * LANES..][..LANES];
+                    acc.iter_mut().zip(&d_okl).for_each(|(a, v)| *a += *v);
                 }
                 if let Some(abs) = abs_block {
                     // the subgradient of |Δ|: sign(Δ), zero at zero
@@ -268,8 +283,16 @@ impl<F: Real> ElmKernel<F> {
             // 2. decay: the memory's gradient flows to m_{t-1} directly and through z
             for d in 0..mem {
                 let (dm, dz) = (&mut d_mb[d * nb + lb], &s.d_in[self.branches + d]);
+                if kappa_grads {
+                    // m̃ = κ_m·m_{t−1}: the decay's gradient is m̃'s times m_{t−1}
+                    let acc = &mut g.kappa_m[d * width + lb * LANES..][..LANES];
+                    let mp = m_prev[d * nb + lb];
+                    for l in 0..LANES {
+                        acc[l] += (dm[l] + dz[l]) * mp[l];
+                    }
+                }
                 for l in 0..LANES {
-                    dm[l] = (dm[l] + dz[l]) * self.kappa_m[d];
+                    dm[l] = (dm[l] + dz[l]) * kappa_m[d];
                 }
             }
             // 1. branch integration (the sources' gradients are gathered per source afterwards)

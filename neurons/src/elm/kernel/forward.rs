@@ -54,6 +54,7 @@ impl<F: Real> ElmKernel<F> {
         let src = blocks(src);
         let m_prev = blocks(m_prev);
         let w_y = &p.w_y[n * d_m..(n + 1) * d_m];
+        let (kappa_m, okl) = (&p.kappa_m[n * d_m..(n + 1) * d_m], &p.one_minus_kappa_lambda[n * d_m..(n + 1) * d_m]);
         let last = self.mlp.len() - 1;
         for lb in 0..nb {
             // 1. branch integration; 2. decay; together the MLP's input z = [β ; m̃]
@@ -84,7 +85,7 @@ impl<F: Real> ElmKernel<F> {
                 z[br * nb + lb] = std::array::from_fn(|l| ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * self.input_scale);
             }
             for d in 0..d_m {
-                z[(self.branches + d) * nb + lb] = m_prev[d * nb + lb].map(|v| v * self.kappa_m[d]);
+                z[(self.branches + d) * nb + lb] = m_prev[d * nb + lb].map(|v| v * kappa_m[d]);
             }
             // 3. the neuron's MLP
             for (l, &(o, i)) in self.mlp.iter().enumerate() {
@@ -123,7 +124,7 @@ impl<F: Real> ElmKernel<F> {
                 let (dec, dl) = (&z[(self.branches + d) * nb + lb], &delta[d * nb + lb]);
                 let mut mem = [F::zero(); LANES];
                 for l in 0..LANES {
-                    mem[l] = dec[l] + F::of(LECUN_SCALE) * (F::of(LECUN_SLOPE) * dl[l]).tanh() * self.one_minus_kappa_lambda[d];
+                    mem[l] = dec[l] + F::of(LECUN_SCALE) * (F::of(LECUN_SLOPE) * dl[l]).tanh() * okl[d];
                 }
                 m_out[d * nb + lb] = mem;
                 fma(&mut r, w_y[d], &mem);

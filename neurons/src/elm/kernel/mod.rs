@@ -34,8 +34,6 @@ pub struct ElmKernel<F> {
     pub activation: MlpActivation,
     pub relu_output: bool,
     input_scale: F,
-    kappa_m: Vec<F>,
-    one_minus_kappa_lambda: Vec<F>,
     kappa_r: Option<F>,
     /// The connectome `[N, k_c]` into `[inputs ; previous outputs]` (32-bit: it is read
     /// at every step of every pass, and half the bytes is half the traffic).
@@ -58,6 +56,10 @@ pub struct ElmParams<'a, F> {
     pub w_y: &'a [F],
     /// `[N]`
     pub b: &'a [F],
+    /// The memory's decay `κ_m` and input share `1 − κ_λ` per neuron, `[N, d_m]` (the
+    /// timescales may differ between neurons: learnt, or read from a weights file).
+    pub kappa_m: &'a [F],
+    pub one_minus_kappa_lambda: &'a [F],
 }
 
 /// Dropout masks (fixed over the sequence) and which penalty sums to keep.
@@ -69,6 +71,8 @@ pub struct ElmExtras<F> {
     pub recurrent_mask: Option<Vec<F>>,
     pub mlp_penalty: bool,
     pub activity_penalty: bool,
+    /// Whether backward forms the gradients of `κ_m` and `1 − κ_λ` (learnt timescales).
+    pub kappa_grads: bool,
 }
 
 /// What the forward pass keeps: every step's state and sources (no other intermediates).
@@ -125,6 +129,9 @@ pub struct ElmGrads<F> {
     pub m0: Vec<F>,
     pub e0: Vec<F>,
     pub a0: Vec<F>,
+    /// Of `κ_m` and `1 − κ_λ`, `[N, d_m]` (empty without `kappa_grads`).
+    pub kappa_m: Vec<F>,
+    pub one_minus_kappa_lambda: Vec<F>,
 }
 
 /// One neuron's intermediates of one step.
@@ -150,6 +157,9 @@ struct NeuronGrads<F> {
     mlp: Vec<(Vec<F>, Vec<F>)>,
     w_y: Vec<F>,
     b: Vec<F>,
+    /// Of `κ_m` and `1 − κ_λ`, `[d_m, W]` (empty without `kappa_grads`).
+    kappa_m: Vec<F>,
+    one_minus_kappa_lambda: Vec<F>,
 }
 
 const LECUN_SCALE: f64 = 1.7159;
@@ -157,7 +167,6 @@ const LECUN_SLOPE: f64 = 2.0 / 3.0;
 
 impl<F: Real> ElmKernel<F> {
     pub fn new(spec: &LayerSpec, connectome: &[usize]) -> Self {
-        let tau = spec.tau_m();
         let sources = spec.input_width + spec.units;
         let mut counts = vec![0usize; sources + 1];
         connectome.iter().for_each(|&j| counts[j + 1] += 1);
@@ -178,8 +187,6 @@ impl<F: Real> ElmKernel<F> {
             activation: spec.mlp_activation,
             relu_output: spec.relu_output,
             input_scale: F::of(spec.input_scale),
-            kappa_m: tau.iter().map(|t| F::of((-1.0 / t).exp())).collect(),
-            one_minus_kappa_lambda: tau.iter().map(|t| F::of(1.0 - (-spec.lambda / t).exp())).collect(),
             kappa_r: spec.high_pass_tau.map(|t| F::of((-1.0 / t).exp())),
             connectome: connectome.iter().map(|&j| u32::try_from(j).expect("fewer than 2³² sources")).collect(),
             inverse_start,
