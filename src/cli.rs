@@ -12,6 +12,10 @@ pub struct Cli {
     /// Load a plugin library (a path, or a name searched in ELMLAB_PLUGIN_PATH); repeatable.
     #[arg(long = "plugin", value_name = "PATH", global = true)]
     pub plugins: Vec<String>,
+    /// Refuse models whose estimated memory exceeds this (e.g. 8G; default: the memory
+    /// available on the machine).
+    #[arg(long, value_name = "SIZE", global = true, value_parser = elmlab_train::memory::parse_bytes)]
+    pub max_memory: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +52,10 @@ pub enum Command {
         /// Continue the run in this directory from its latest checkpoint.
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out"])]
         resume: Option<PathBuf>,
+        /// With --resume: continue from the checkpoint of this step (default: the newest
+        /// one whose checksums match).
+        #[arg(long, value_name = "STEP", requires = "resume")]
+        from_step: Option<u64>,
         /// Stop with a checkpoint after this many steps (for time-limited jobs).
         #[arg(long, value_name = "STEPS")]
         halt_after: Option<u64>,

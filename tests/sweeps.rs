@@ -161,7 +161,8 @@ fn an_interrupted_local_sweep_finishes_on_rerun_with_the_same_results() {
     }
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let logs = || std::fs::read_dir(cut.join("logs")).map(|d| d.flatten().map(|e| format!("{}:\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default())).collect::<Vec<_>>().join("\n")).unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "the stopped sweep's status; its logs:\n{}", logs());
     assert!(!second.join("summary.json").is_file(), "the second run should have been stopped, not finished");
     assert!(second.join("checkpoints/latest").is_file());
     assert!(!cut.join("runs").join(m[3]["id"].as_str().unwrap()).exists(), "later runs should not have started");
@@ -170,7 +171,9 @@ fn an_interrupted_local_sweep_finishes_on_rerun_with_the_same_results() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("1 of 4 runs finished earlier; skipped"), "{}", text(&o));
     // Same ids (same configs), same numbers, step for step.
-    assert_eq!(run_metrics(&clean), run_metrics(&cut));
+    for ((id, whole), (_, resumed)) in run_metrics(&clean).iter().zip(run_metrics(&cut)) {
+        assert_eq!(whole, &resumed, "run {id}: metrics of the uninterrupted and the resumed sweep differ; logs:\n{}", logs());
+    }
     // A third invocation has nothing to do.
     let o = elmlab(&["sweep", "run", s(&cut.join("manifest.jsonl"))]);
     assert!(text(&o).contains("4 of 4 runs finished earlier"), "{}", text(&o));

@@ -98,8 +98,11 @@ fn run_directory_holds_config_metrics_summary_checkpoints_and_log() {
     assert_eq!(train_steps, [4, 8, 12, 16, 20, 24, 28, 30]);
     let valid_steps: Vec<u64> = lines.iter().filter(|l| l["split"] == "valid").map(|l| l["step"].as_u64().unwrap()).collect();
     assert_eq!(valid_steps, [10, 20, 30]);
-    // only the latest checkpoint is kept
-    assert_eq!(std::fs::read_dir(run.join("checkpoints")).unwrap().count(), 2);
+    // the newest `keep_checkpoints` (3) checkpoints are kept, each with its manifest
+    let mut kept: Vec<String> = std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    kept.sort();
+    assert_eq!(kept, ["latest", "step-000000021", "step-000000028", "step-000000030"]);
+    assert!(run.join("checkpoints/step-000000030/manifest.json").is_file());
     // the stored config runs as it is: `eval` rebuilds the model from it
     let o = elmlab(&["eval", s(&run), "--split", "valid", "--json"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -76,7 +76,7 @@ fn path_setting(resolved: &ResolvedConfig) -> String {
 
 fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Result<BenchResult> {
     let path = path_setting(&resolved);
-    let mut session = Session::prepare(resolved, registry)?;
+    let mut session = Session::prepare_for(resolved, registry, Vec::new(), elmlab_train::trainer::Purpose::Train)?;
     let cfg = session.config.config.clone();
     let task = session.task.as_ref();
     let loss_at = task.loss_at();

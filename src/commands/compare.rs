@@ -119,6 +119,9 @@ fn execute(run: &Planned) -> Result<()> {
     for lib in elmlab_loader::loaded_libraries() {
         cmd.arg("--plugin").arg(lib);
     }
+    if let Some(limit) = elmlab_train::memory::given_limit() {
+        cmd.arg("--max-memory").arg(limit.to_string());
+    }
     if state == RunState::Unfinished {
         tracing::info!(run = %run.dir.display(), "resuming");
         cmd.args(["train", "--resume"]).arg(&run.dir);

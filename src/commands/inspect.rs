@@ -1,21 +1,37 @@
-//! `elmlab inspect`: the resolved config and the model's accounting.
+//! `elmlab inspect`: the resolved config and the model's accounting, from the closed
+//! form (instant at any size); the tensors are also built, as a cross-check of the count,
+//! when they fit comfortably.
 
 use anyhow::Result;
-use elmlab_train::config::ResolvedConfig;
 use elmlab_core::registry::Registry;
+use elmlab_train::config::ResolvedConfig;
+use elmlab_train::memory::{bytes, MemoryEstimate};
+use elmlab_train::network::ModelPlan;
 use elmlab_train::trainer::{params_json, Session};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::Path;
+
+/// Models whose weights are at most this large are built to cross-check the count.
+const CROSS_CHECK_BYTES: u64 = 256 << 20;
 
 pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bool) -> Result<i32> {
     let resolved = ResolvedConfig::load(config, overrides, registry)?;
     let ron = resolved.to_ron();
-    let session = Session::prepare(resolved, registry)?;
-    let plan = &session.plan;
-    let params = params_json(plan, &session.network);
+    let (plan, steps) = Session::plan_with_steps(&resolved, registry)?;
+    let train = &resolved.config.train;
+    let training = MemoryEstimate::training(&plan, train.batch, steps);
+    let evaluation = MemoryEstimate::evaluation(&plan, train.eval_batch);
+    // the built tensors' count beside the closed form, when building is cheap
+    let built = if (plan.total_params as u64) * 4 <= CROSS_CHECK_BYTES {
+        let session = Session::prepare(resolved.clone(), registry)?;
+        Some(params_json(&session.plan, &session.network))
+    } else {
+        None
+    };
+    let params = built.clone().unwrap_or_else(|| closed_form_json(&plan));
     if as_json {
         let out = json!({
-            "config": session.config.tree,
+            "config": resolved.tree,
             "units": plan.units,
             "budget": plan.solved_from_budget,
             "k_e": plan.k_e,
@@ -23,8 +39,10 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
             "input_width": plan.input_width,
             "classes": plan.classes,
             "params": params,
+            "built": built.is_some(),
             "flops_per_step": plan.flops_per_step,
-            "sequence_length": session.task.sequence_length(),
+            "sequence_length": steps,
+            "memory": { "training_bytes": training.total(), "evaluation_bytes": evaluation.total(), "available_bytes": elmlab_train::memory::available() },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -40,6 +58,20 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
         println!("{:<10} {:>8} {:>8} {:>8} {:>12} {:>14}", l["name"].as_str().unwrap_or(""), l["units"].to_string(), l["k_e"].to_string(), l["k_c"].to_string(), l["params"].to_string(), l["flops_per_step"].to_string());
     }
     println!("{:<10} {:>8} {:>8} {:>8} {:>12} {:>14}", "total", "", "", "", params["total"].to_string(), plan.flops_per_step);
-    println!("(FLOPs per time step per sequence; parameters counted from the built tensors, equal to the closed form {})", plan.total_params);
+    match built {
+        Some(_) => println!("(FLOPs per time step per sequence; parameters counted from the built tensors, equal to the closed form {})", plan.total_params),
+        None => println!("(FLOPs per time step per sequence; parameters from the closed form: at {} of weights the tensors are not built)", bytes(plan.total_params as u64 * 4)),
+    }
+    println!("memory (estimated): {}", training.describe());
+    println!("                    {}", evaluation.describe());
+    if let Some(a) = elmlab_train::memory::available() {
+        println!("                    available on this machine: {}", bytes(a));
+    }
     Ok(0)
+}
+
+/// The layer table from the plan alone.
+fn closed_form_json(plan: &ModelPlan) -> Value {
+    let layers: Vec<Value> = plan.layers.iter().map(|l| json!({ "name": l.name, "units": l.units, "k_e": l.k_e, "k_c": l.k_c, "params": l.params, "flops_per_step": l.flops_per_step })).collect();
+    json!({ "total": plan.total_params, "closed_form": plan.total_params, "layers": layers })
 }

@@ -18,6 +18,9 @@ use anyhow::Result;
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     crate::logging::init(cli.verbose);
+    if let Some(limit) = cli.max_memory {
+        elmlab_train::memory::set_limit(limit);
+    }
     let mut registry = elmlab_core::registry::Registry::builtin();
     crate::plugins::load_given(&mut registry, &cli.plugins)?;
     // Plugins a config names are loaded before the config is checked.
@@ -39,7 +42,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             overrides.extend(device_override(device));
             inspect::run(&registry, &config, &overrides, json)
         }
-        Command::Train { config, overrides, out, resume, halt_after, init_from, device } => train::run(&registry, config, overrides, out, resume, halt_after, init_from, device_override(device)),
+        Command::Train { config, overrides, out, resume, from_step, halt_after, init_from, device } => {
+            train::run(&registry, train::TrainRequest { config, overrides, out, resume, from_step, halt_after, init_from, device: device_override(device) })
+        }
         Command::Bench { config, overrides, steps, compare, threads, json } => bench::run(&registry, &config, &overrides, steps, compare, threads, json),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
         Command::Sweep { command } => sweep::run(&registry, command),

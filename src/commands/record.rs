@@ -51,7 +51,13 @@ pub(crate) fn locate(registry: &Registry, source: &Path, weights: &str, override
         let config = ResolvedConfig::load(&run.config_path(), overrides, registry)?;
         let path = match weights {
             "best" => run.best_dir().join(WEIGHTS),
-            "last" => run.latest_checkpoint()?.with_context(|| format!("{} has no checkpoint yet", source.display()))?.join(WEIGHTS),
+            "last" => {
+                let chosen = elmlab_train::recovery::choose_checkpoint(&run, None)?;
+                if !chosen.rejected.is_empty() {
+                    eprintln!("warning: using the checkpoint of step {}; newer ones failed their checks: {}", chosen.step, chosen.rejected.join("; "));
+                }
+                chosen.dir.join(WEIGHTS)
+            }
             other => bail!("--weights must be `best` or `last`, got `{other}`"),
         };
         if !path.is_file() {
@@ -70,14 +76,7 @@ pub(crate) fn locate(registry: &Registry, source: &Path, weights: &str, override
 
 fn read_input(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not a .npy file", path.display()))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let values: Vec<f32> = match npy.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => npy.into_vec::<f32>()?,
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => npy.into_vec::<f64>()?.into_iter().map(|v| v as f32).collect(),
-        other => bail!("{}: dtype {} is not supported; save float32 or float64", path.display(), other.descr()),
-    };
-    Ok((shape, values))
+    elmlab_train::npy::parse_npy(&bytes, path).map_err(anyhow::Error::msg)
 }
 
 fn write_npz(path: &Path, arrays: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {

@@ -45,7 +45,7 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
             println!("run {index} ({}) finished earlier; skipped", entry.id);
             return Ok(0);
         }
-        RunState::Unfinished => super::train::run(registry, None, Vec::new(), None, Some(dir.clone()), None, None, Vec::new()),
+        RunState::Unfinished => super::train::run(registry, super::train::TrainRequest { resume: Some(dir.clone()), ..Default::default() }),
         RunState::Missing => {
             if dir.exists() {
                 // Started but stopped before its first checkpoint: nothing to keep.
@@ -54,7 +54,7 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
             let config = manifest.dir().join("configs").join(format!("{}.ron", entry.id));
             std::fs::create_dir_all(manifest.dir().join("configs"))?;
             write_atomic(&config, entry.config.as_bytes())?;
-            super::train::run(registry, Some(config), Vec::new(), Some(dir.clone()), None, None, None, Vec::new())
+            super::train::run(registry, super::train::TrainRequest { config: Some(config), out: Some(dir.clone()), ..Default::default() })
         }
     };
     match code {

@@ -3,24 +3,43 @@
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use elmlab_train::checkpoint::{load_tensors, load_weights, WEIGHTS};
+use elmlab_train::error::RunDirError;
+use elmlab_train::recovery::choose_checkpoint;
 use elmlab_train::config::ResolvedConfig;
 use elmlab_core::registry::Registry;
 use elmlab_train::rundir::RunDir;
-use elmlab_train::trainer::{train, Outcome, Session, TrainOptions};
+use elmlab_train::trainer::{train, Outcome, Purpose, Session, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-#[allow(clippy::too_many_arguments)]
-pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>, out: Option<PathBuf>, resume: Option<PathBuf>, halt_after: Option<u64>, init_from: Option<PathBuf>, device: Vec<String>) -> Result<i32> {
+/// What `elmlab train` was asked to do.
+#[derive(Default)]
+pub struct TrainRequest {
+    pub config: Option<PathBuf>,
+    pub overrides: Vec<String>,
+    pub out: Option<PathBuf>,
+    /// Continue this run directory...
+    pub resume: Option<PathBuf>,
+    /// ...from its checkpoint of this step (else the newest that checks out).
+    pub from_step: Option<u64>,
+    pub halt_after: Option<u64>,
+    pub init_from: Option<PathBuf>,
+    /// `device=...` overrides.
+    pub device: Vec<String>,
+}
+
+pub fn run(registry: &Registry, request: TrainRequest) -> Result<i32> {
+    let TrainRequest { config, overrides, out, resume, from_step, halt_after, init_from, device } = request;
     let (resolved, resume_dir) = match &resume {
         Some(dir) => {
             if !overrides.is_empty() {
                 anyhow::bail!("--resume continues a run with the config stored in it; overrides are not accepted ({})", overrides.join(" "));
             }
             let run = RunDir::open(dir)?;
+            let lock = run.lock()?;
             // The device may change between invocations (trained on a GPU, continued on another).
             let resolved = ResolvedConfig::load(&run.config_path(), &device, registry).with_context(|| format!("the config stored in {}", dir.display()))?;
-            (resolved, Some(run))
+            (resolved, Some((run, lock)))
         }
         None => {
             let config = config.context("a config file is needed (or --resume RUN_DIR)")?;
@@ -30,8 +49,12 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
     };
     // The fixed tensors (connectomes, timescales) of the weights the run continues from or
     // starts from define the model's: a resumed run keeps its own, a fine-tuned one the file's.
-    let weights = match (&resume_dir, &init_from) {
-        (Some(run), _) => run.latest_checkpoint()?.map(|c| c.join(WEIGHTS)),
+    let chosen = match &resume_dir {
+        Some((run, _)) => Some(choose_checkpoint(run, from_step)?),
+        None => None,
+    };
+    let weights = match (&chosen, &init_from) {
+        (Some(c), _) => Some(c.dir.join(WEIGHTS)),
         (None, Some(path)) => Some(path.clone()),
         (None, None) => None,
     };
@@ -40,7 +63,7 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
         None => Vec::new(),
     };
     // Build the model (refusing bad shapes) and find the data before anything is written.
-    let mut session = Session::prepare_fixed(resolved, registry, fixed).with_context(|| match (&weights, &init_from) {
+    let mut session = Session::prepare_for(resolved, registry, fixed, Purpose::Train).with_context(|| match (&weights, &init_from) {
         (Some(path), Some(_)) => format!("building the model with the fixed tensors of {}", path.display()),
         (Some(path), None) => format!("building the model with the fixed tensors of its checkpoint {}", path.display()),
         _ => "building the model".to_string(),
@@ -50,12 +73,18 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
     }
     session.task.check_data().map_err(|e| anyhow::anyhow!("task `{}`: {e}", session.config.config.task.kind))?;
     let resuming = resume_dir.is_some();
-    let run_dir = match resume_dir {
-        Some(run) => run,
+    let (run_dir, _lock) = match resume_dir {
+        Some(held) => held,
         None => {
             let cfg = &session.config.config;
             let dir = out.unwrap_or_else(|| free_run_dir(Path::new(&cfg.out_dir), &cfg.name, cfg.seed));
-            RunDir::create(&dir)?
+            let run = RunDir::create(&dir)?;
+            let lock = run.lock()?;
+            // another process may have started a run here between the check and the lock
+            if run.config_path().exists() {
+                return Err(RunDirError::Occupied { path: dir }.into());
+            }
+            (run, lock)
         }
     };
     crate::logging::to_file(&run_dir.log_path()).with_context(|| format!("opening {}", run_dir.log_path().display()))?;
@@ -66,7 +95,7 @@ pub fn run(registry: &Registry, config: Option<PathBuf>, overrides: Vec<String>,
         "{} training", if resuming { "resuming" } else { "starting" }
     );
 
-    let options = TrainOptions { resume: resuming, halt_after, init_from, ..TrainOptions::default() };
+    let options = TrainOptions { resume_from: chosen.map(|c| c.dir), halt_after, init_from, ..TrainOptions::default() };
     let flag = options.interrupt.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {

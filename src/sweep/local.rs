@@ -26,6 +26,9 @@ fn spawn(manifest: &Path, index: usize, log: &Path) -> Result<Child> {
     for lib in elmlab_loader::loaded_libraries() {
         cmd.arg("--plugin").arg(lib);
     }
+    if let Some(limit) = elmlab_train::memory::given_limit() {
+        cmd.arg("--max-memory").arg(limit.to_string());
+    }
     cmd.arg("run-index").arg(manifest).arg("--index").arg(index.to_string());
     cmd.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
     // Own process group: a terminal Ctrl-C reaches only this process, which forwards

@@ -29,6 +29,12 @@ fn u64_at(data: &[u8], at: u64) -> Result<u64, String> {
     bytes::<8>(data, at).map(u64::from_le_bytes)
 }
 
+/// `base + index·stride + field`, refusing what does not fit in 64 bits (a damaged header
+/// can put a table at the end of the address space).
+fn offset(base: u64, index: u64, stride: u64, field: u64) -> Result<u64, String> {
+    index.checked_mul(stride).and_then(|o| o.checked_add(base)).and_then(|o| o.checked_add(field)).ok_or_else(|| "offset out of range".to_string())
+}
+
 struct Section {
     kind: u32,
     offset: u64,
@@ -50,8 +56,8 @@ pub fn symbols(data: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<Symbol>, 
     let count = u64::from(u16_at(data, 0x3c)?);
     let sections: Vec<Section> = (0..count)
         .map(|i| {
-            let at = table_at + i * header_size;
-            Ok(Section { kind: u32_at(data, at + 4)?, offset: u64_at(data, at + 24)?, size: u64_at(data, at + 32)?, link: u32_at(data, at + 40)?, entry_size: u64_at(data, at + 56)? })
+            let field = |f: u64| offset(table_at, i, header_size, f);
+            Ok(Section { kind: u32_at(data, field(4)?)?, offset: u64_at(data, field(24)?)?, size: u64_at(data, field(32)?)?, link: u32_at(data, field(40)?)?, entry_size: u64_at(data, field(56)?)? })
         })
         .collect::<Result<_, String>>()?;
     let mut found = Vec::new();
@@ -61,16 +67,16 @@ pub fn symbols(data: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<Symbol>, 
             return Err("symbol entries shorter than 24 bytes".into());
         }
         for i in 0..table.size / table.entry_size {
-            let at = table.offset + i * table.entry_size;
+            let at = offset(table.offset, i, table.entry_size, 0)?;
             let name_at = u64::from(u32_at(data, at)?);
             if name_at >= names.size {
                 return Err("symbol name outside its string table".into());
             }
-            let start = usize::try_from(names.offset + name_at).map_err(|_| "offset out of range")?;
+            let start = usize::try_from(offset(names.offset, 0, 0, name_at)?).map_err(|_| "offset out of range")?;
             let end = data.get(start..).and_then(|rest| rest.iter().position(|&b| b == 0)).ok_or("unterminated symbol name")?;
             let name = String::from_utf8_lossy(&data[start..start + end]);
             if keep(&name) {
-                found.push(Symbol { name: name.into_owned(), value: u64_at(data, at + 8)?, size: u64_at(data, at + 16)? });
+                found.push(Symbol { name: name.into_owned(), value: u64_at(data, offset(at, 0, 0, 8)?)?, size: u64_at(data, offset(at, 0, 0, 16)?)? });
             }
         }
     }
@@ -104,5 +110,34 @@ mod tests {
         let in_file = of("own_record") as i64 - of("own_fields") as i64;
         let in_memory = elmlab_core::plugin::record::own_record as *const () as i64 - elmlab_core::plugin::record::own_fields as *const () as i64;
         assert_eq!(in_file, in_memory);
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// Offsets and sizes near u64::MAX in the header: refused, not an overflow panic
+    /// (found while writing tests/fuzz.rs's ELF target).
+    #[test]
+    fn offsets_at_the_end_of_the_address_space_are_refused() {
+        let seed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fuzz/corpus/elf/tiny.so")).unwrap();
+        assert!(symbols(&seed, |_| true).unwrap().iter().any(|s| s.name == "elmlab_entry_point"));
+        for (at, value) in [(0x28usize, u64::MAX), (0x28, u64::MAX - 3), (0x28, 1 << 63)] {
+            let mut data = seed.clone();
+            data[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            assert!(symbols(&data, |_| true).is_err());
+        }
+        // a section's offset and size
+        let table_at = u64::from_le_bytes(seed[0x28..0x30].try_into().unwrap()) as usize;
+        let header_size = u16::from_le_bytes(seed[0x3a..0x3c].try_into().unwrap()) as usize;
+        for section in 0..u16::from_le_bytes(seed[0x3c..0x3e].try_into().unwrap()) as usize {
+            for field in [24, 32, 56] {
+                let mut data = seed.clone();
+                let at = table_at + section * header_size + field;
+                data[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+                let _ = symbols(&data, |_| true);
+            }
+        }
     }
 }

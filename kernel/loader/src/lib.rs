@@ -13,7 +13,7 @@
 //! the record check or is the check's own reading, and says why it is sound.
 
 mod compare;
-mod elf;
+pub mod elf;
 mod error;
 mod load;
 mod search;

@@ -35,6 +35,9 @@ pub fn save_tensors(path: &Path, tensors: &NamedTensors, metadata: HashMap<Strin
         .map(|((name, shape, _), (dtype, b))| TensorView::new(*dtype, shape.clone(), b).map(|v| (name.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(path, P::Encoding(format!("{e:?}"))))?;
+    let mut metadata = metadata;
+    let digest = crate::integrity::content_digest(views.iter().map(|(n, v)| (n.as_str(), format!("{:?}", v.dtype()), v.shape(), v.data())), &metadata);
+    metadata.insert(crate::integrity::CONTENT_SHA256.to_string(), digest);
     let data = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| bad(path, P::Encoding(format!("{e:?}"))))?;
     Ok(write_atomic(path, &data)?)
 }
@@ -45,9 +48,17 @@ fn bad(path: &Path, problem: P) -> RunError {
 
 pub fn load_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String>), RunError> {
     let data = std::fs::read(path).map_err(|e| RunError::io(format!("reading {}", path.display()), e))?;
+    parse_tensors(&data, path)
+}
+
+/// The tensors and metadata of a safetensors file's bytes, its checksum checked if it
+/// has one; `path` names it in errors.
+pub fn parse_tensors(data: &[u8], path: &Path) -> Result<(NamedTensors, HashMap<String, String>), RunError> {
     let unreadable = |e: safetensors::SafeTensorError| bad(path, P::Unreadable(format!("{e:?}")));
-    let (_, meta) = SafeTensors::read_metadata(&data).map_err(unreadable)?;
-    let st = SafeTensors::deserialize(&data).map_err(unreadable)?;
+    let (_, meta) = SafeTensors::read_metadata(data).map_err(unreadable)?;
+    let st = SafeTensors::deserialize(data).map_err(unreadable)?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    crate::integrity::verify_content(path, &st, &metadata)?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().cloned().collect();
     names.sort();
@@ -60,7 +71,7 @@ pub fn load_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String
         };
         out.push((name, view.shape().to_vec(), values));
     }
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
+    Ok((out, metadata))
 }
 
 /// The parameters, then the fixed buffers.
@@ -178,37 +189,46 @@ pub fn load_carried(path: &Path) -> Result<Option<crate::network::NetworkState>,
     Ok(Some(state))
 }
 
-/// Writes a complete checkpoint for `step`, then points `latest` at it, then removes
-/// older ones. A crash at any point leaves the previous checkpoint usable.
-pub fn write_checkpoint(
-    run: &RunDir,
-    step: u64,
-    store: &ParamStore,
-    opt: &Optimizer,
-    trainer_state: &serde_json::Value,
-    config_ron: &str,
-) -> Result<PathBuf, RunError> {
+/// Writes a complete checkpoint for `step` (weights, optimiser, trainer state, the
+/// carried state if any, then the manifest of their checksums), renames it into place,
+/// points `latest` at it, then removes all but the newest `keep`. A crash or a failed
+/// write at any point leaves the previous checkpoints as they were.
+pub fn write_checkpoint(run: &RunDir, step: u64, contents: &CheckpointContents, keep: usize) -> Result<PathBuf, RunError> {
     let root = run.checkpoints_dir();
     let name = format!("step-{step:09}");
     let dir = root.join(&name);
     let tmp = root.join(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| RunError::io(format!("creating {}", tmp.display()), e))?;
-    save_weights(&tmp.join(WEIGHTS), store, config_ron, step)?;
-    save_optimizer(&tmp.join(OPTIMIZER), opt, store)?;
-    let state = serde_json::to_vec_pretty(trainer_state).map_err(|e| bad(&tmp.join(TRAINER), P::TrainerState(e.to_string())))?;
-    write_atomic(&tmp.join(TRAINER), &state)?;
+    let written = (|| -> Result<(), RunError> {
+        std::fs::create_dir_all(&tmp).map_err(|e| RunError::io(format!("creating {}", tmp.display()), e))?;
+        save_weights(&tmp.join(WEIGHTS), contents.store, contents.config_ron, step)?;
+        save_optimizer(&tmp.join(OPTIMIZER), contents.optimizer, contents.store)?;
+        let state = serde_json::to_vec_pretty(contents.trainer_state).map_err(|e| bad(&tmp.join(TRAINER), P::TrainerState(e.to_string())))?;
+        write_atomic(&tmp.join(TRAINER), &state)?;
+        if let Some(c) = contents.carried {
+            save_carried(&tmp.join(CARRIED), c)?;
+        }
+        crate::integrity::write_manifest(&tmp)
+    })();
+    if let Err(e) = written {
+        // nothing half-written stays behind; the earlier checkpoints are untouched
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).map_err(|e| RunError::io(format!("renaming {} to {}", tmp.display(), dir.display()), e))?;
     write_atomic(&root.join("latest"), name.as_bytes())?;
-    // Older checkpoints are no longer needed once `latest` points past them.
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.starts_with("step-") && n != name {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+    for (_, old) in run.checkpoints().into_iter().skip(keep.max(1)) {
+        let _ = std::fs::remove_dir_all(old);
     }
     Ok(dir)
+}
+
+/// What a checkpoint holds.
+pub struct CheckpointContents<'a> {
+    pub store: &'a ParamStore,
+    pub optimizer: &'a Optimizer,
+    pub trainer_state: &'a serde_json::Value,
+    pub config_ron: &'a str,
+    pub carried: Option<&'a crate::network::NetworkState>,
 }

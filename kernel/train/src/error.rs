@@ -52,6 +52,8 @@ pub enum BuildError {
     NoSize,
     #[error("layer `{layer}` reads {reads} inputs but receives {receives}")]
     InputWidth { layer: String, reads: usize, receives: usize },
+    #[error("the model needs an estimated {estimate}, more than {limit}; make it smaller (model.units, model.budget, train.batch) or give a larger --max-memory")]
+    Memory { estimate: String, limit: String },
     #[error("neuron `{neuron}`: layer `{layer}` declares {closed_form} parameters in closed form but built {built}")]
     Count { neuron: String, layer: String, closed_form: usize, built: usize },
 }
@@ -78,6 +80,9 @@ pub enum RunError {
     Layer(#[from] LayerError),
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged { step: u64, loss: f32 },
+    /// A checkpoint could not be written (a full disk, say); `kept` says what is intact.
+    #[error("the checkpoint of step {step} could not be written ({kept}; free the space and continue with `elmlab train --resume {}`)", run.display())]
+    CheckpointWrite { step: u64, kept: String, run: PathBuf, source: Box<RunError> },
 }
 
 impl RunError {
@@ -120,6 +125,10 @@ pub enum CheckpointProblem {
     NoUpdateCount,
     #[error("the trainer state is not readable: {0}")]
     TrainerState(String),
+    #[error("its contents do not match the checksum written with them (sha256 {expected}, now {got}): the file is damaged")]
+    Checksum { expected: String, got: String },
+    #[error("the checkpoint's manifest is not usable: {0}")]
+    Manifest(String),
 }
 
 /// A run directory that cannot be used as asked.
@@ -133,4 +142,10 @@ pub enum RunDirError {
     DanglingLatest { pointer: PathBuf, target: PathBuf },
     #[error("{} has no checkpoint to resume from", path.display())]
     NoCheckpoint { path: PathBuf },
+    #[error("{} has no usable checkpoint: {tried}", path.display())]
+    NoUsableCheckpoint { path: PathBuf, tried: String },
+    #[error("{} has no checkpoint at step {step}; it has {available}", path.display())]
+    NoSuchStep { path: PathBuf, step: u64, available: String },
+    #[error("another elmlab process is using {} (it holds {}); wait for it to finish or stop it", path.display(), lock.display())]
+    Locked { path: PathBuf, lock: PathBuf },
 }

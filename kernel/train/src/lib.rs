@@ -5,9 +5,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod integrity;
 pub mod loss;
+pub mod memory;
 pub mod network;
+pub mod npy;
 pub mod optim;
+pub mod recovery;
 pub mod rundir;
 pub mod schedule;
 pub mod trainer;

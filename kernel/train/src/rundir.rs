@@ -6,8 +6,12 @@
 //! metrics.jsonl          one JSON object per logged or evaluated step
 //! summary.json           final and best metrics, sizes, wall time, versions
 //! train.log              the log
+//! run.lock               held by the process training in it
 //! checkpoints/latest     name of the newest complete checkpoint
-//! checkpoints/step-N/    weights.safetensors, optimizer.safetensors, trainer.json
+//! checkpoints/step-N/    weights.safetensors, optimizer.safetensors, trainer.json,
+//!                        carried_state.safetensors (tasks that carry state), manifest.json
+//!                        (the files' SHA-256, written last); the newest `keep_checkpoints`
+//! checkpoints/set-aside/ checkpoints newer than the one a resume went back to
 //! best/                  weights of the best validated model
 //! ```
 
@@ -33,6 +37,12 @@ impl RunState {
             RunState::Missing => "missing",
         }
     }
+}
+
+/// A run directory held by this process (see [`RunDir::lock`]).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +115,35 @@ impl RunDir {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(RunError::io(format!("reading {}", pointer.display()), e)),
+        }
+    }
+
+    /// The checkpoints (`checkpoints/step-N/`), newest first.
+    pub fn checkpoints(&self) -> Vec<(u64, PathBuf)> {
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(self.checkpoints_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                e.path().is_dir().then(|| (step, e.path()))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found
+    }
+
+    /// Holds the directory for this process until the lock is dropped: a second process
+    /// asking for it is refused at once (an OS file lock, released however the holder ends).
+    pub fn lock(&self) -> Result<RunLock, RunError> {
+        let path = self.path.join("run.lock");
+        std::fs::create_dir_all(&self.path).map_err(|e| RunError::io(format!("creating {}", self.path.display()), e))?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| RunError::io(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(RunDirError::Locked { path: self.path.clone(), lock: path }.into()),
+            Err(std::fs::TryLockError::Error(e)) => Err(RunError::io(format!("locking {}", path.display()), e)),
         }
     }
 

@@ -3,9 +3,9 @@
 //! summary into the run directory. Resuming continues exactly: batches and dropout
 //! draws are functions of (seed, step), and everything else is in the checkpoint.
 
-use crate::checkpoint::{load_carried, load_optimizer, load_weights, save_carried, save_weights, write_checkpoint, NamedTensors, CARRIED, OPTIMIZER, TRAINER, WEIGHTS};
+use crate::checkpoint::{load_carried, load_optimizer, load_weights, save_weights, write_checkpoint, CheckpointContents, NamedTensors, CARRIED, OPTIMIZER, TRAINER, WEIGHTS};
 use crate::config::ResolvedConfig;
-use crate::error::{BuildError, CheckpointError, CheckpointProblem, RunDirError, RunError};
+use crate::error::{BuildError, CheckpointError, CheckpointProblem, RunError};
 use crate::loss::BatchStats;
 use crate::network::{ModelPlan, ModelRecipe, Network, NetworkState};
 use crate::optim::{clip_global_norm, Optimizer};
@@ -38,21 +38,29 @@ pub struct Session {
 }
 
 impl Session {
-    /// Builds the task and the model (initialised from the seed). Shapes that cannot
-    /// work are refused here, before any step runs.
+    /// Builds the task and the model (initialised from the seed) for evaluation. Shapes
+    /// that cannot work, and models that do not fit in memory, are refused here, before
+    /// anything large is allocated.
     pub fn prepare(config: ResolvedConfig, registry: &Registry) -> Result<Self, BuildError> {
-        Self::prepare_fixed(config, registry, Vec::new())
+        Self::prepare_for(config, registry, Vec::new(), Purpose::Evaluate)
     }
 
     /// [`Session::prepare`] with the fixed tensors (connectomes, timescales) of a weights
     /// file: the layers use those instead of drawing their own. The file's parameters are
     /// loaded separately (`checkpoint::load_weights`).
     pub fn prepare_fixed(config: ResolvedConfig, registry: &Registry, fixed: NamedTensors) -> Result<Self, BuildError> {
+        Self::prepare_for(config, registry, fixed, Purpose::Evaluate)
+    }
+
+    /// The session for `purpose`, whose memory estimate must fit the limit
+    /// ([`crate::memory::check`]) before the network is built.
+    pub fn prepare_for(config: ResolvedConfig, registry: &Registry, fixed: NamedTensors, purpose: Purpose) -> Result<Self, BuildError> {
         elmlab_core::tensor::select_device(config.config.device)?;
         let task = build_task(&config, registry)?;
         let cfg = &config.config;
         let recipe = ModelRecipe::new(&cfg.model, task.data_shape(), registry)?;
         let plan = recipe.plan(&cfg.model)?;
+        crate::memory::check(&purpose.estimate(&plan, &config, task.sequence_length()))?;
         let network = recipe.build_into(&plan, &mut stream(cfg.seed, "init", 0), ParamStore::with_fixed(fixed))?;
         Ok(Session { config, task, recipe, plan, network })
     }
@@ -62,6 +70,13 @@ impl Session {
     pub fn plan_only(config: &ResolvedConfig, registry: &Registry) -> Result<ModelPlan, BuildError> {
         let task = build_task(config, registry)?;
         ModelRecipe::new(&config.config.model, task.data_shape(), registry)?.plan(&config.config.model)
+    }
+
+    /// [`Session::plan_only`] and the task's sequence length (what sizing needs).
+    pub fn plan_with_steps(config: &ResolvedConfig, registry: &Registry) -> Result<(ModelPlan, usize), BuildError> {
+        let task = build_task(config, registry)?;
+        let plan = ModelRecipe::new(&config.config.model, task.data_shape(), registry)?.plan(&config.config.model)?;
+        Ok((plan, task.sequence_length()))
     }
 
     /// Metrics of the current weights on a split.
@@ -103,6 +118,25 @@ impl Session {
     }
 }
 
+/// What a session is prepared for, which decides the memory it must fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Training steps of `train.batch` sequences (weights, gradients, moments, activations).
+    Train,
+    /// Evaluation batches of `train.eval_batch` sequences.
+    Evaluate,
+}
+
+impl Purpose {
+    pub fn estimate(self, plan: &ModelPlan, config: &ResolvedConfig, steps: usize) -> crate::memory::MemoryEstimate {
+        let train = &config.config.train;
+        match self {
+            Purpose::Train => crate::memory::MemoryEstimate::training(plan, train.batch, steps),
+            Purpose::Evaluate => crate::memory::MemoryEstimate::evaluation(plan, train.eval_batch),
+        }
+    }
+}
+
 /// Receives progress; the binary shows it as a bar or as log lines.
 pub trait Observer {
     fn started(&mut self, _first_step: u64, _total_steps: u64) {}
@@ -112,8 +146,8 @@ pub trait Observer {
 }
 
 pub struct TrainOptions {
-    /// Continue from the run directory's latest checkpoint.
-    pub resume: bool,
+    /// Continue from this checkpoint of the run directory (see `recovery::choose_checkpoint`).
+    pub resume_from: Option<std::path::PathBuf>,
     /// Stop (with a checkpoint) after this many steps in this invocation.
     pub halt_after: Option<u64>,
     /// Set by a signal handler: checkpoint at the next step boundary and stop.
@@ -124,7 +158,7 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { resume: false, halt_after: None, interrupt: Arc::new(AtomicBool::new(false)), init_from: None }
+        TrainOptions { resume_from: None, halt_after: None, interrupt: Arc::new(AtomicBool::new(false)), init_from: None }
     }
 }
 
@@ -168,15 +202,15 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
     // The recurrent state carried into the next batch (tasks that continue sequences).
     let mut carried: Option<NetworkState> = None;
 
-    if options.resume {
-        let Some(ckpt) = run.latest_checkpoint()? else {
-            return Err(RunDirError::NoCheckpoint { path: run.path.clone() }.into());
-        };
+    if let Some(ckpt) = &options.resume_from {
         load_weights(&ckpt.join(WEIGHTS), &mut session.network.params)?;
         load_optimizer(&ckpt.join(OPTIMIZER), &mut optimizer, &session.network.params)?;
         let text = std::fs::read_to_string(ckpt.join(TRAINER)).map_err(|e| RunError::io(format!("reading {}", ckpt.display()), e))?;
         state = serde_json::from_str(&text).map_err(|e| CheckpointError { path: ckpt.join(TRAINER), problem: CheckpointProblem::TrainerState(e.to_string()) })?;
         carried = load_carried(&ckpt.join(CARRIED))?;
+        // newer checkpoints (damaged, or passed over by --from-step) make way for the ones
+        // this run writes; the metrics after this step are written again, identically
+        crate::recovery::set_aside_after(run, state.step)?;
         run.truncate_metrics_after(state.step)?;
         tracing::info!(step = state.step, checkpoint = %ckpt.display(), "resuming");
     } else {
@@ -193,10 +227,11 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         let mut s = state.clone();
         s.elapsed_s = elapsed;
         let value = serde_json::to_value(&s).map_err(|e| CheckpointError { path: run.checkpoints_dir(), problem: CheckpointProblem::TrainerState(e.to_string()) })?;
-        let dir = write_checkpoint(run, s.step, &session.network.params, optimizer, &value, &config_ron)?;
-        if let Some(c) = carried {
-            save_carried(&dir.join(CARRIED), c)?;
-        }
+        let contents = CheckpointContents { store: &session.network.params, optimizer, trainer_state: &value, config_ron: &config_ron, carried: carried.as_ref() };
+        write_checkpoint(run, s.step, &contents, cfg.train.keep_checkpoints).map_err(|e| {
+            let kept = run.checkpoints().first().map(|(step, _)| format!("the checkpoint of step {step} is intact")).unwrap_or_else(|| "there is no earlier checkpoint".into());
+            RunError::CheckpointWrite { step: s.step, kept, run: run.path.clone(), source: Box::new(e) }
+        })?;
         Ok(())
     };
 

@@ -88,7 +88,22 @@ impl LayerSpec {
         let mlp: usize = self.mlp_shapes().iter().map(|(o, i)| 2 * o * i + 2 * o).sum();
         // synapses, branch scale, decay, MLP, bounded update (3), memory (2), readout (2), filter and output
         let per_neuron = 2 * k_c + self.branches + d_m + mlp + 3 * d_m + 2 * d_m + 2 * d_m + 6;
-        LayerPlan { name: self.name.clone(), units: self.units, k_e: self.k_e(), k_c, params: self.units * (k_c + self.k_e()), flops_per_step: (self.units * per_neuron) as u64 }
+        LayerPlan { name: self.name.clone(), units: self.units, k_e: self.k_e(), k_c, params: self.units * (k_c + self.k_e()), flops_per_step: (self.units * per_neuron) as u64, activations_per_step: self.activations_per_step() }
+    }
+
+    /// Values kept per step and sequence for the backward: the fused layer keeps the state
+    /// (memory, filter, output), the MLP's hidden layers and the update, and its masked
+    /// input; the reference path's tape every intermediate (gathered and weighted synapses,
+    /// branch sums, the MLP's layers, the update and readout). Within 10% of the measured
+    /// peak on the reference configs (README, `elmlab inspect`).
+    pub fn activations_per_step(&self) -> u64 {
+        let (n, k_c, d_m) = (self.units, self.k_c(), self.memory);
+        if self.path.fused_for(false) {
+            let hidden: usize = self.mlp_shapes().iter().skip(1).map(|(_, i)| i).sum();
+            return (n * (2 * d_m + 2 + hidden) + self.input_width) as u64;
+        }
+        let mlp: usize = self.mlp_shapes().iter().map(|(o, _)| 3 * o).sum();
+        (n * (2 * k_c + 2 * self.branches + 8 * d_m + mlp + 8)) as u64
     }
 
     /// Memory timescales `τ_m`, log-spaced from `τ_min` to `τ_max` inclusive.

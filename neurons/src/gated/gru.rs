@@ -41,6 +41,10 @@ impl Cell for GruCell {
     fn flops_per_step(&self, shape: &CellShape) -> u64 {
         gated_flops(3, shape)
     }
+    /// The op-by-op step's tape: about sixteen values per unit.
+    fn activations_per_step(&self, shape: &CellShape) -> u64 {
+        (16 * shape.units + shape.input_width) as u64
+    }
     fn prepare(&self, _: &CellShape, _: &dyn Connectivity, _: &mut ParamStore, _: &mut ChaCha8Rng) -> Result<(), PluginError> {
         Ok(())
     }

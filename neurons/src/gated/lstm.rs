@@ -70,6 +70,12 @@ impl Cell for LstmCell {
     fn flops_per_step(&self, shape: &CellShape) -> u64 {
         gated_flops(4, shape)
     }
+    /// The fused kernel keeps the four gates and both states per step; the op-by-op step's
+    /// tape about twenty values per unit (both products, sums, activations, products).
+    fn activations_per_step(&self, shape: &CellShape) -> u64 {
+        let per_unit = if self.path.fused_for(false) { 6 } else { 20 };
+        (per_unit * shape.units + shape.input_width) as u64
+    }
     fn prepare(&self, _: &CellShape, _: &dyn Connectivity, _: &mut ParamStore, _: &mut ChaCha8Rng) -> Result<(), PluginError> {
         Ok(())
     }

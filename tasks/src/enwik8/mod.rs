@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub const FULL_SIZE: usize = 100_000_000;
+/// The most text a zip may unpack to (a damaged or hostile header cannot ask for more).
+pub const MAX_TEXT: usize = 4 * FULL_SIZE;
 const HINT: &str = "enwik8 is published on the Hutter Prize page (http://prize.hutter1.net/): download enwik8.zip and \
 point `task.path` at it (or at the unzipped enwik8), or set `task.synthetic=true` for the synthetic text";
 
@@ -117,15 +119,25 @@ impl Corpus {
 /// Reads `enwik8` or a zip holding it.
 pub fn read_text(path: &Path) -> Result<Vec<u8>, PluginError> {
     let bytes = std::fs::read(path).map_err(|e| PluginError::data(format!("cannot read {}: {e}; {HINT}", path.display())))?;
+    parse_text(bytes, path)
+}
+
+/// The text of `enwik8`'s bytes or of a zip holding it; `path` names it in errors.
+pub fn parse_text(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, PluginError> {
     let bytes = if bytes.starts_with(b"PK\x03\x04") {
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| PluginError::data(format!("{}: not a readable zip: {e}; {HINT}", path.display())))?;
         if zip.is_empty() {
             return Err(PluginError::data(format!("{}: the zip is empty; {HINT}", path.display())));
         }
         let index = (0..zip.len()).find(|&i| zip.by_index(i).map(|e| e.name() == "enwik8").unwrap_or(false)).unwrap_or(0);
-        let mut entry = zip.by_index(index).map_err(|e| PluginError::data(format!("{}: {e}", path.display())))?;
-        let mut out = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut out).map_err(|e| PluginError::data(format!("{}: {e}", path.display())))?;
+        let entry = zip.by_index(index).map_err(|e| PluginError::data(format!("{}: {e}", path.display())))?;
+        // the size in the zip's header is the file's word, not a fact: read at most the
+        // limit, growing as the data arrives
+        let mut out = Vec::with_capacity((entry.size() as usize).min(FULL_SIZE));
+        entry.take(MAX_TEXT as u64 + 1).read_to_end(&mut out).map_err(|e| PluginError::data(format!("{}: {e}", path.display())))?;
+        if out.len() > MAX_TEXT {
+            return Err(PluginError::data(format!("{}: the zip holds more than {MAX_TEXT} bytes of text; enwik8 is {FULL_SIZE}; {HINT}", path.display())));
+        }
         out
     } else {
         bytes

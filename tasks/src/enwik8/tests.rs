@@ -129,3 +129,4 @@ fn conforms_on_a_small_text() {
     elmlab_core::conformance::check_entry_fields(&TaskEntry::of::<Enwik8Settings>());
     elmlab_core::conformance::check_task(task_on(&path, &[("vocab_size", serde_json::json!(12)), ("segment", serde_json::json!(16))]).as_ref());
 }
+

@@ -45,7 +45,12 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> PluginError {
 
 /// Reads every sample of an SHD file.
 pub fn read_file(path: &Path) -> Result<Vec<RawSample>, PluginError> {
-    let mut bytes = std::fs::read(path).map_err(|e| PluginError::data(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| PluginError::data(format!("cannot read {}: {e}", path.display())))?;
+    parse(bytes, path)
+}
+
+/// Every sample of an SHD file's bytes (HDF5, or gzip of it); `path` names it in errors.
+pub fn parse(mut bytes: Vec<u8>, path: &Path) -> Result<Vec<RawSample>, PluginError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).map_err(|e| bad(path, format!("gzip: {e}")))?;

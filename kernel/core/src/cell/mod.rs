@@ -51,6 +51,13 @@ pub trait Cell: Send + Sync + 'static {
     fn parameters(&self, shape: &CellShape) -> Vec<ParamSpec>;
     /// Floating-point operations per step for one sequence (multiply and add count 2).
     fn flops_per_step(&self, shape: &CellShape) -> u64;
+    /// Values kept per step and sequence for the backward pass. The default suits a step
+    /// written in tensor ops: the gathered and weighted synapses, and a few intermediates
+    /// per state row.
+    fn activations_per_step(&self, shape: &CellShape) -> u64 {
+        let rows: usize = self.state_parts(shape).iter().map(|p| p.rows).sum();
+        (2 * shape.units * shape.fan_in + 8 * rows) as u64
+    }
     /// Draws what the layer fixes, before its parameters are initialised (a connectome
     /// comes first from the run's random stream), and records fixed tensors in `store`.
     fn prepare(&self, shape: &CellShape, wiring: &dyn Connectivity, store: &mut ParamStore, rng: &mut ChaCha8Rng) -> Result<Self::Fixed, PluginError>;
@@ -116,6 +123,7 @@ pub fn cell_plan<C: Cell>(cell: &C, s: &CellShape) -> LayerPlan {
         k_c: s.fan_in,
         params,
         flops_per_step: cell.flops_per_step(s),
+        activations_per_step: cell.activations_per_step(s),
     }
 }
 

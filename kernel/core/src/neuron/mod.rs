@@ -41,6 +41,9 @@ pub struct LayerPlan {
     pub params: usize,
     /// Floating-point operations per time step for one sequence (multiply and add count 2).
     pub flops_per_step: u64,
+    /// Values the layer keeps per time step and sequence for the backward pass (an
+    /// estimate, for sizing memory before anything is allocated).
+    pub activations_per_step: u64,
 }
 
 /// A neuron model configured from its settings, not yet sized.

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 /// Version of the entry-point contract (the symbols and the types they exchange).
 /// Raise it whenever `HostContext`, `PluginEntries`, the entry symbols or the types a
 /// plugin's layers exchange with the host change (2: `SequenceOutput` gained `stacked`;
-/// 3: the core crate, typed layer state with an explicit history, declared settings).
-pub const ENTRY_ABI_VERSION: u32 = 3;
+/// 3: the core crate, typed layer state with an explicit history, declared settings;
+/// 4: `LayerPlan::activations_per_step` and `Cell::activations_per_step` for memory estimates).
+pub const ENTRY_ABI_VERSION: u32 = 4;
 
 /// Features that change types or code shared across the boundary.
 fn features() -> String {
@@ -36,6 +37,7 @@ fn layout() -> String {
         size_of::<crate::neuron::LayerState>(),
         size_of::<rand_chacha::ChaCha8Rng>(),
         size_of::<crate::registry::NeuronEntry>(),
+        size_of::<crate::neuron::LayerPlan>(),
     ];
     sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(".")
 }

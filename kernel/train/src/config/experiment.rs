@@ -88,6 +88,9 @@ pub struct TrainConfig {
     /// steps between checkpoints
     #[setting(default = 100, min = 1)]
     pub checkpoint_every: u64,
+    /// checkpoints kept (the newest; a resume falls back to an older one if the newest is damaged)
+    #[setting(default = 3, min = 1)]
+    pub keep_checkpoints: usize,
     /// sequences per evaluation batch
     #[setting(default = 64, min = 1)]
     pub eval_batch: usize,

@@ -131,5 +131,6 @@ impl ModelRecipe {
 }
 
 fn output_plan(width: usize, classes: usize) -> LayerPlan {
-    LayerPlan { name: "output".into(), units: classes, k_e: width + 1, k_c: 0, params: classes * (width + 1), flops_per_step: (2 * classes * width + classes) as u64 }
+    // the logits and their softmax per step
+    LayerPlan { name: "output".into(), units: classes, k_e: width + 1, k_c: 0, params: classes * (width + 1), flops_per_step: (2 * classes * width + classes) as u64, activations_per_step: (2 * classes + width) as u64 }
 }
