@@ -161,6 +161,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One self-contained HTML page (report.html) for a sweep, a compare or a run:
+    /// results table, figures and fit, learning curves, configs, unfinished runs.
+    Report {
+        /// A sweep directory, a compare folder or a run directory.
+        dir: PathBuf,
+        /// Where to write the page (default DIR/report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Data helpers.
     Data {
         #[command(subcommand)]
@@ -189,6 +198,19 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
+    /// Download a published dataset (shd: shd_train.h5.gz and shd_test.h5.gz; enwik8:
+    /// enwik8.zip), continuing a partial download, and check it against the published size
+    /// and checksum.
+    Fetch {
+        /// shd or enwik8.
+        dataset: String,
+        /// Folder to write into (default: where the task looks, data/shd or data).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Another server holding the same files (its base address).
+        #[arg(long)]
+        mirror: Option<String>,
+    },
     /// Write the synthetic SHD twin (shd_train.h5, shd_test.h5 in the SHD layout).
     SynthShd {
         /// Folder to write into.

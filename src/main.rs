@@ -8,11 +8,13 @@ use elmlab_tasks as _;
 use elmlab_tradeoff as _;
 
 mod cli;
+mod fetch;
 mod commands;
 mod logging;
 mod plot;
 mod plugins;
 mod progress;
+mod report;
 mod sweep;
 
 fn main() {

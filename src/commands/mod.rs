@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inspect::run(&registry, &config, &overrides, json)
         }
         Command::Train { config, overrides, out, resume, from_step, halt_after, init_from, device } => {
-            train::run(&registry, train::TrainRequest { config, overrides, out, resume, from_step, halt_after, init_from, device: device_override(device) })
+            train::run(&registry, train::TrainRequest { config, overrides, out, resume, from_step, halt_after, init_from, device: device_override(device), ..Default::default() })
         }
         Command::Bench { config, overrides, steps, compare, threads, json } => bench::run(&registry, &config, &overrides, steps, compare, threads, json),
         Command::Compare { file, jobs } => compare::run(&registry, &file, jobs),
@@ -64,6 +64,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             overrides.extend(device_override(device));
             record::run(&registry, &source, &input, &out, &weights, &overrides)
         }
+        Command::Report { dir, out } => crate::report::run(&registry, &dir, out.as_deref()),
+        Command::Data { command: DataCommand::Fetch { dataset, dir, mirror } } => crate::fetch::run(&dataset, dir.as_deref(), mirror.as_deref()),
         Command::Data { command: DataCommand::SynthShd { out, train_samples, test_samples, seed } } => {
             std::fs::create_dir_all(&out)?;
             let spec = elmlab_tasks::shd::synth::SynthSpec { train_samples, test_samples, seed, ..Default::default() };

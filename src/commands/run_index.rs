@@ -54,7 +54,7 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
             let config = manifest.dir().join("configs").join(format!("{}.ron", entry.id));
             std::fs::create_dir_all(manifest.dir().join("configs"))?;
             write_atomic(&config, entry.config.as_bytes())?;
-            super::train::run(registry, super::train::TrainRequest { config: Some(config), out: Some(dir.clone()), ..Default::default() })
+            super::train::run(registry, super::train::TrainRequest { config: Some(config), out: Some(dir.clone()), hparams: entry.axes.clone(), ..Default::default() })
         }
     };
     match code {

@@ -26,10 +26,12 @@ pub struct TrainRequest {
     pub init_from: Option<PathBuf>,
     /// `device=...` overrides.
     pub device: Vec<String>,
+    /// Extra hyperparameters for the TensorBoard log (a sweep's swept values).
+    pub hparams: serde_json::Map<String, serde_json::Value>,
 }
 
 pub fn run(registry: &Registry, request: TrainRequest) -> Result<i32> {
-    let TrainRequest { config, overrides, out, resume, from_step, halt_after, init_from, device } = request;
+    let TrainRequest { config, overrides, out, resume, from_step, halt_after, init_from, device, hparams } = request;
     let (resolved, resume_dir) = match &resume {
         Some(dir) => {
             if !overrides.is_empty() {
@@ -95,7 +97,7 @@ pub fn run(registry: &Registry, request: TrainRequest) -> Result<i32> {
         "{} training", if resuming { "resuming" } else { "starting" }
     );
 
-    let options = TrainOptions { resume_from: chosen.map(|c| c.dir), halt_after, init_from, ..TrainOptions::default() };
+    let options = TrainOptions { resume_from: chosen.map(|c| c.dir), halt_after, init_from, hparams, ..TrainOptions::default() };
     let flag = options.interrupt.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {

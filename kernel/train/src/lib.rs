@@ -14,4 +14,5 @@ pub mod optim;
 pub mod recovery;
 pub mod rundir;
 pub mod schedule;
+pub mod tensorboard;
 pub mod trainer;

@@ -7,6 +7,7 @@
 //! summary.json           final and best metrics, sizes, wall time, versions
 //! train.log              the log
 //! run.lock               held by the process training in it
+//! tb/                    TensorBoard event files: the metrics as scalars, the HParams session
 //! checkpoints/latest     name of the newest complete checkpoint
 //! checkpoints/step-N/    weights.safetensors, optimizer.safetensors, trainer.json,
 //!                        carried_state.safetensors (tasks that carry state), manifest.json
@@ -72,6 +73,9 @@ impl RunDir {
 
     pub fn config_path(&self) -> PathBuf {
         self.path.join("config.ron")
+    }
+    pub fn tb_dir(&self) -> PathBuf {
+        self.path.join("tb")
     }
     pub fn metrics_path(&self) -> PathBuf {
         self.path.join("metrics.jsonl")

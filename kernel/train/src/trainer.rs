@@ -11,6 +11,7 @@ use crate::network::{ModelPlan, ModelRecipe, Network, NetworkState};
 use crate::optim::{clip_global_norm, Optimizer};
 use crate::rundir::{write_atomic, RunDir};
 use crate::schedule::Schedule;
+use crate::tensorboard::TensorBoardLog;
 use elmlab_core::neuron::ForwardContext;
 use elmlab_core::params::ParamStore;
 use elmlab_core::registry::Registry;
@@ -154,11 +155,13 @@ pub struct TrainOptions {
     pub interrupt: Arc<AtomicBool>,
     /// The weights file a new run started from (fine-tuning), recorded in its summary.
     pub init_from: Option<std::path::PathBuf>,
+    /// Hyperparameters to record beside the model's own (a sweep's swept values).
+    pub hparams: Map<String, Value>,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { resume_from: None, halt_after: None, interrupt: Arc::new(AtomicBool::new(false)), init_from: None }
+        TrainOptions { resume_from: None, halt_after: None, interrupt: Arc::new(AtomicBool::new(false)), init_from: None, hparams: Map::new() }
     }
 }
 
@@ -193,6 +196,36 @@ struct TrainerState {
 
 /// Trains the session's network in `run`.
 pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observer: &mut dyn Observer) -> Result<Outcome, RunError> {
+    let mut tb = None;
+    let outcome = train_logged(session, run, options, observer, &mut tb);
+    if let (Err(_), Some(tb)) = (&outcome, tb.as_mut()) {
+        // after every step, so that a resume (which drops later events) takes it back
+        let _ = tb.session_end(i64::MAX as u64, crate::tensorboard::hparams::Status::Failure);
+    }
+    outcome
+}
+
+/// The hyperparameters a run records for TensorBoard: the model's sizes and the main
+/// training settings, and the caller's (swept) values.
+fn hparams(session: &Session, options: &TrainOptions) -> Map<String, Value> {
+    let cfg = &session.config.config;
+    let mut h = Map::new();
+    h.insert("task".into(), json!(cfg.task.kind));
+    h.insert("neuron".into(), json!(cfg.model.neuron.kind));
+    h.insert("connectivity".into(), json!(cfg.model.connectivity.kind));
+    h.insert("N".into(), json!(session.plan.units));
+    h.insert("k_e".into(), json!(session.plan.k_e));
+    h.insert("k_c".into(), json!(session.plan.k_c));
+    h.insert("params".into(), json!(session.plan.total_params));
+    h.insert("seed".into(), json!(cfg.seed));
+    h.insert("train.batch".into(), json!(cfg.train.batch));
+    h.insert("train.steps".into(), json!(cfg.train.steps));
+    h.insert("train.optimizer.lr".into(), json!(cfg.train.optimizer.lr));
+    h.extend(options.hparams.clone());
+    h
+}
+
+fn train_logged(session: &mut Session, run: &RunDir, options: &TrainOptions, observer: &mut dyn Observer, tb_slot: &mut Option<TensorBoardLog>) -> Result<Outcome, RunError> {
     let cfg = session.config.config.clone();
     let config_ron = session.config.to_ron();
     let total = cfg.train.steps;
@@ -219,6 +252,10 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         state.init_from = options.init_from.as_ref().map(|p| p.display().to_string());
     }
 
+    let tb = tb_slot.insert(TensorBoardLog::open(&run.tb_dir(), options.resume_from.is_some().then_some(state.step), state.step)?);
+    if options.resume_from.is_none() {
+        tb.session_start(&hparams(session, options), "")?;
+    }
     let loss_at = session.task.loss_at();
     let started = Instant::now();
     let first_step = state.step;
@@ -281,6 +318,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
             }
             let line = Value::Object(line);
             run.append_metrics(&line)?;
+            tb.metrics(&line)?;
             observer.metrics(&line);
             state.window = BatchStats::default();
             state.window_loss = 0.0;
@@ -306,6 +344,7 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
             line.insert("split".into(), json!("valid"));
             let line = Value::Object(line);
             run.append_metrics(&line)?;
+            tb.metrics(&line)?;
             observer.metrics(&line);
             state.last_valid = Some(metrics);
         }
@@ -346,6 +385,16 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
         "versions": versions(),
     });
     write_atomic(&run.summary_path(), serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes())?;
+    // the results as the HParams table's metrics
+    let results = [("final/valid", &summary["final"]["valid"]), ("best/valid", &summary["best"]["valid"]), ("test", &summary["best"]["test"])];
+    for (prefix, metrics) in results {
+        for (key, v) in metrics.as_object().into_iter().flatten() {
+            if let Some(x) = v.as_f64() {
+                tb.scalar(&format!("{prefix}/{key}"), state.step, x)?;
+            }
+        }
+    }
+    tb.session_end(state.step, crate::tensorboard::hparams::Status::Success)?;
     Ok(Outcome::Finished(summary))
 }
 

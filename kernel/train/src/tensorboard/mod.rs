@@ -1,0 +1,82 @@
+//! TensorBoard logs beside `metrics.jsonl`: `runs/<name>/tb/` holds event files with the
+//! same scalars (tag `<split>/<name>`), the wall-clock speed, and the HParams session
+//! records, written without TensorFlow (see [`records`] and [`proto`]).
+
+pub mod hparams;
+pub mod proto;
+pub mod records;
+
+use crate::error::RunError;
+use proto::Message;
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::time::Instant;
+
+/// The TensorBoard log of one run invocation.
+pub struct TensorBoardLog {
+    file: records::EventFile,
+    /// The step and time of the last training line, for steps/s.
+    last_train: Option<(u64, Instant)>,
+}
+
+fn io(path: &Path, e: std::io::Error) -> RunError {
+    RunError::io(format!("writing the TensorBoard log {}", path.display()), e)
+}
+
+fn scalar(tag: &str, value: f32) -> Message {
+    Message::new().message(1, Message::new().string(1, tag).float(2, value))
+}
+
+impl TensorBoardLog {
+    /// Opens `dir` for a run starting (`resumed_at` None) or resuming after `step`: the
+    /// events after that step are dropped first, as the metrics are.
+    pub fn open(dir: &Path, resumed_at: Option<u64>, first_step: u64) -> Result<Self, RunError> {
+        match resumed_at {
+            Some(step) => records::truncate_after(dir, step).map_err(|e| io(dir, e))?,
+            None => {
+                for old in records::event_files(dir) {
+                    std::fs::remove_file(&old).map_err(|e| io(&old, e))?;
+                }
+            }
+        }
+        let file = records::EventFile::create(dir).map_err(|e| io(dir, e))?;
+        Ok(TensorBoardLog { file, last_train: Some((first_step, Instant::now())) })
+    }
+
+    /// Every number of a metrics line (the `step` aside) as a scalar `<split>/<key>`; a
+    /// training line also gives `train/steps_per_s` since the previous one.
+    pub fn metrics(&mut self, line: &Value) -> Result<(), RunError> {
+        let Some(step) = line["step"].as_u64() else { return Ok(()) };
+        let split = line["split"].as_str().unwrap_or("train");
+        let mut summary = Message::new();
+        if let Some(fields) = line.as_object() {
+            for (key, v) in fields {
+                if let (false, Some(x)) = (key == "step", v.as_f64()) {
+                    summary = summary.message(1, Message::new().string(1, &format!("{split}/{key}")).float(2, x as f32));
+                }
+            }
+        }
+        if split == "train" {
+            let now = Instant::now();
+            if let Some((from, at)) = self.last_train.replace((step, now)) {
+                let seconds = now.duration_since(at).as_secs_f64();
+                if step > from && seconds > 0.0 {
+                    summary = summary.message(1, Message::new().string(1, "train/steps_per_s").float(2, ((step - from) as f64 / seconds) as f32));
+                }
+            }
+        }
+        self.file.summary(step, summary).map_err(|e| io(&self.file.path, e))
+    }
+
+    pub fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), RunError> {
+        self.file.summary(step, scalar(tag, value as f32)).map_err(|e| io(&self.file.path, e))
+    }
+
+    pub fn session_start(&mut self, hparams: &Map<String, Value>, group: &str) -> Result<(), RunError> {
+        self.file.summary(0, hparams::session_start(hparams, group, records::wall_time())).map_err(|e| io(&self.file.path, e))
+    }
+
+    pub fn session_end(&mut self, step: u64, status: hparams::Status) -> Result<(), RunError> {
+        self.file.summary(step, hparams::session_end(status, records::wall_time())).map_err(|e| io(&self.file.path, e))
+    }
+}
