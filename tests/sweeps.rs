@@ -144,11 +144,13 @@ fn run_metrics(dir: &Path) -> Vec<(String, String)> {
 #[test]
 fn an_interrupted_local_sweep_finishes_on_rerun_with_the_same_results() {
     let tmp = tempfile::tempdir().unwrap();
-    let clean = four_runs(tmp.path(), "clean", 400);
+    // long enough (about a second a run) that the second run is still training when the
+    // test, polling, sees its first checkpoint and stops the sweep, even on a loaded machine
+    let clean = four_runs(tmp.path(), "clean", 2000);
     let o = elmlab(&["sweep", "run", s(&clean.join("manifest.jsonl")), "--jobs", "2"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    let cut = four_runs(tmp.path(), "cut", 400);
+    let cut = four_runs(tmp.path(), "cut", 2000);
     let m = manifest(&cut);
     let first = cut.join("runs").join(m[0]["id"].as_str().unwrap());
     let second = cut.join("runs").join(m[1]["id"].as_str().unwrap());

@@ -42,7 +42,7 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
             "built": built.is_some(),
             "flops_per_step": plan.flops_per_step,
             "sequence_length": steps,
-            "memory": { "training_bytes": training.total(), "evaluation_bytes": evaluation.total(), "available_bytes": elmlab_train::memory::available() },
+            "memory": { "training_bytes": training.total(), "evaluation_bytes": evaluation.total(), "available_bytes": elmlab_train::memory::limit().map(|l| l.0), "limit": elmlab_train::memory::limit().map(|l| l.1) },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -64,8 +64,8 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
     }
     println!("memory (estimated): {}", training.describe());
     println!("                    {}", evaluation.describe());
-    if let Some(a) = elmlab_train::memory::available() {
-        println!("                    available on this machine: {}", bytes(a));
+    if let Some((limit, what)) = elmlab_train::memory::limit() {
+        println!("                    limit: {} ({what})", bytes(limit));
     }
     Ok(0)
 }

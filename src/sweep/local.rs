@@ -96,6 +96,9 @@ pub fn run(manifest: &Manifest, jobs: usize) -> Result<Outcome> {
                 match status {
                     Some(s) if s.success() => println!("run {index}: done"),
                     Some(s) if s.code() == Some(130) => println!("run {index}: stopped with a checkpoint"),
+                    // the SIGTERM we forwarded reached it before it could catch signals (while
+                    // it was building): stopped, not failed; the next `sweep run` starts it
+                    Some(s) if forwarded && std::os::unix::process::ExitStatusExt::signal(&s) == Some(libc::SIGTERM) => println!("run {index}: stopped before its first checkpoint"),
                     _ => {
                         eprintln!("run {index}: failed (see {})", log.display());
                         failed.lock().map(|mut f| f.push(index)).ok();

@@ -33,6 +33,11 @@ fn plugin_args() -> String {
     elmlab_loader::loaded_libraries().iter().map(|l| format!(" --plugin {}", quote(&l.display().to_string()))).collect()
 }
 
+/// ` --max-memory BYTES` when one was given, so the jobs check against it too.
+fn memory_arg() -> String {
+    elmlab_train::memory::given_limit().map(|b| format!(" --max-memory {b}")).unwrap_or_default()
+}
+
 /// The array script. `array` is Slurm's index list (`0-9`, `1,4-6`).
 pub fn array_script(name: &str, exe: &Path, manifest: &Path, logs: &Path, array: &str, o: &SlurmOptions) -> String {
     let mut s = String::from("#!/bin/bash\n");
@@ -56,7 +61,7 @@ pub fn array_script(name: &str, exe: &Path, manifest: &Path, logs: &Path, array:
 # shell (USR1); it asks elmlab to checkpoint, waits, and requeues the task, which
 # resumes from the checkpoint. A plain SIGTERM (scancel) also checkpoints, without requeue.
 requeue=0
-{exe}{plugins} run-index {manifest} --index "$SLURM_ARRAY_TASK_ID" &
+{exe}{plugins}{memory} run-index {manifest} --index "$SLURM_ARRAY_TASK_ID" &
 child=$!
 trap 'requeue=1; kill -USR1 $child' USR1
 trap 'kill -TERM $child' TERM
@@ -75,6 +80,7 @@ exit "$status"
         exe = quote(&exe.display().to_string()),
         manifest = quote(&manifest.display().to_string()),
         plugins = plugin_args(),
+        memory = memory_arg(),
     );
     s
 }

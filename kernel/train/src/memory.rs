@@ -129,15 +129,56 @@ pub fn available() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// What this process's cgroup still allows: limit − usage (v2: `memory.max`,
+/// `memory.current`; v1: `memory.limit_in_bytes`, `memory.usage_in_bytes`), if it has a
+/// limit (a Slurm job's `--mem`, a container's). The machine may have more free.
+pub fn cgroup_room() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |dir: &std::path::Path, a: &str, b: &str| Some(room(&std::fs::read_to_string(dir.join(a)).ok()?, &std::fs::read_to_string(dir.join(b)).ok()?));
+    let mut found = None;
+    for line in cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("").trim_start_matches('/'));
+        let v2 = controllers.is_empty();
+        let v1 = controllers.split(',').any(|c| c == "memory");
+        let room = if v2 {
+            read(&std::path::Path::new("/sys/fs/cgroup").join(path), "memory.max", "memory.current").flatten()
+        } else if v1 {
+            read(&std::path::Path::new("/sys/fs/cgroup/memory").join(path), "memory.limit_in_bytes", "memory.usage_in_bytes").flatten()
+        } else {
+            None
+        };
+        found = match (found, room) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    found
+}
+
+fn room(max: &str, current: &str) -> Option<u64> {
+    let max: u64 = max.trim().parse().ok()?; // "max" (no limit) does not parse
+    let current: u64 = current.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+/// The limit a model must fit: `--max-memory`, else the smaller of the machine's available
+/// memory and the cgroup's room; with what it is, for messages.
+pub fn limit() -> Option<(u64, &'static str)> {
+    if let Some(l) = LIMIT.get() {
+        return Some((*l, "the limit given with --max-memory"));
+    }
+    match (available(), cgroup_room()) {
+        (Some(a), Some(c)) if c < a => Some((c, "the room left in this process's cgroup, e.g. a Slurm job's --mem")),
+        (Some(a), _) => Some((a, "the memory available on this machine")),
+        (None, Some(c)) => Some((c, "the room left in this process's cgroup, e.g. a Slurm job's --mem")),
+        (None, None) => None,
+    }
+}
+
 /// Refuses what does not fit the limit, naming the estimate and the limit.
 pub fn check(estimate: &MemoryEstimate) -> Result<(), BuildError> {
-    let (limit, source) = match LIMIT.get() {
-        Some(l) => (*l, "the limit given with --max-memory"),
-        None => match available() {
-            Some(a) => (a, "the memory available on this machine"),
-            None => return Ok(()),
-        },
-    };
+    let Some((limit, source)) = limit() else { return Ok(()) };
     if estimate.total() > limit {
         return Err(BuildError::Memory { estimate: estimate.describe(), limit: format!("{} ({source})", bytes(limit)) });
     }
@@ -147,6 +188,13 @@ pub fn check(estimate: &MemoryEstimate) -> Result<(), BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_limit_leaves_max_minus_current() {
+        assert_eq!(room("1073741824\n", "73741824\n"), Some(1_000_000_000));
+        assert_eq!(room("max\n", "5\n"), None, "no limit");
+        assert_eq!(room("10", "20"), Some(0));
+    }
 
     #[test]
     fn sizes_are_read_and_written_for_people() {

@@ -205,26 +205,6 @@ pub fn train(session: &mut Session, run: &RunDir, options: &TrainOptions, observ
     outcome
 }
 
-/// The hyperparameters a run records for TensorBoard: the model's sizes and the main
-/// training settings, and the caller's (swept) values.
-fn hparams(session: &Session, options: &TrainOptions) -> Map<String, Value> {
-    let cfg = &session.config.config;
-    let mut h = Map::new();
-    h.insert("task".into(), json!(cfg.task.kind));
-    h.insert("neuron".into(), json!(cfg.model.neuron.kind));
-    h.insert("connectivity".into(), json!(cfg.model.connectivity.kind));
-    h.insert("N".into(), json!(session.plan.units));
-    h.insert("k_e".into(), json!(session.plan.k_e));
-    h.insert("k_c".into(), json!(session.plan.k_c));
-    h.insert("params".into(), json!(session.plan.total_params));
-    h.insert("seed".into(), json!(cfg.seed));
-    h.insert("train.batch".into(), json!(cfg.train.batch));
-    h.insert("train.steps".into(), json!(cfg.train.steps));
-    h.insert("train.optimizer.lr".into(), json!(cfg.train.optimizer.lr));
-    h.extend(options.hparams.clone());
-    h
-}
-
 fn train_logged(session: &mut Session, run: &RunDir, options: &TrainOptions, observer: &mut dyn Observer, tb_slot: &mut Option<TensorBoardLog>) -> Result<Outcome, RunError> {
     let cfg = session.config.config.clone();
     let config_ron = session.config.to_ron();
@@ -254,7 +234,7 @@ fn train_logged(session: &mut Session, run: &RunDir, options: &TrainOptions, obs
 
     let tb = tb_slot.insert(TensorBoardLog::open(&run.tb_dir(), options.resume_from.is_some().then_some(state.step), state.step)?);
     if options.resume_from.is_none() {
-        tb.session_start(&hparams(session, options), "")?;
+        tb.session_start(&crate::tensorboard::run_hparams(session, &options.hparams), "")?;
     }
     let loss_at = session.task.loss_at();
     let started = Instant::now();

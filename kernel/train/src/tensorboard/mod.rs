@@ -8,9 +8,30 @@ pub mod records;
 
 use crate::error::RunError;
 use proto::Message;
-use serde_json::{Map, Value};
+use crate::trainer::Session;
+use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::time::Instant;
+
+/// The hyperparameters a run records for TensorBoard: the model's sizes and the main
+/// training settings, and the caller's (a sweep's swept values).
+pub fn run_hparams(session: &Session, extra: &Map<String, Value>) -> Map<String, Value> {
+    let cfg = &session.config.config;
+    let mut h = Map::new();
+    h.insert("task".into(), json!(cfg.task.kind));
+    h.insert("neuron".into(), json!(cfg.model.neuron.kind));
+    h.insert("connectivity".into(), json!(cfg.model.connectivity.kind));
+    h.insert("N".into(), json!(session.plan.units));
+    h.insert("k_e".into(), json!(session.plan.k_e));
+    h.insert("k_c".into(), json!(session.plan.k_c));
+    h.insert("params".into(), json!(session.plan.total_params));
+    h.insert("seed".into(), json!(cfg.seed));
+    h.insert("train.batch".into(), json!(cfg.train.batch));
+    h.insert("train.steps".into(), json!(cfg.train.steps));
+    h.insert("train.optimizer.lr".into(), json!(cfg.train.optimizer.lr));
+    h.extend(extra.clone());
+    h
+}
 
 /// The TensorBoard log of one run invocation.
 pub struct TensorBoardLog {
