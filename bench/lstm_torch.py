@@ -2,7 +2,7 @@
 torch.nn.LSTM(64, 256) + Linear(256, 64), cross-entropy at every one of 100 steps,
 batch 32, Adam; forward + backward + update per training step, on two CPU threads.
 
-    python3 bench/lstm_torch.py [--threads 2] [--steps 20]
+    python3 bench/lstm_torch.py [--threads 2] [--steps 20] [--json]
 
 Prints the median seconds per training step and per inference batch, and peak memory.
 """
@@ -20,6 +20,7 @@ parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--input", type=int, default=64)
 parser.add_argument("--hidden", type=int, default=256)
 parser.add_argument("--length", type=int, default=100)
+parser.add_argument("--json", action="store_true")
 args = parser.parse_args()
 
 torch.set_num_threads(args.threads)
@@ -59,5 +60,12 @@ def median_seconds(fn):
 train = median_seconds(train_step)
 inference = median_seconds(infer)
 peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+if args.json:
+    import json
+
+    params_count = sum(p.numel() for p in params)
+    print(json.dumps({"peer": "torch", "torch": torch.__version__, "params": params_count, "train_step_s": train, "infer_batch_s": inference,
+                      "peak_memory_bytes": int(peak_gib * 2**30)}))
+    raise SystemExit(0)
 print(f"torch {torch.__version__}, {args.threads} threads: B {args.batch}, I {args.input}, H {args.hidden}, T {args.length}")
 print(f"  training step: {train * 1e3:.1f} ms   inference: {inference * 1e3:.1f} ms   peak memory: {peak_gib:.2f} GiB")
