@@ -10,14 +10,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn python() -> Option<String> {
-    let python = std::env::var("ELMLAB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has = std::process::Command::new(&python).args(["-c", "import jax, numpy, safetensors"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if has {
-        return Some(python);
-    }
-    assert!(std::env::var("ELMLAB_JAX_TESTS").is_err(), "ELMLAB_JAX_TESTS is set but `{python}` cannot import jax, numpy and safetensors");
-    eprintln!("skipped: `{python}` cannot import jax, numpy and safetensors");
-    None
+    python_with("jax, numpy, safetensors", "ELMLAB_JAX_TESTS")
 }
 
 #[test]

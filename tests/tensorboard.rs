@@ -9,14 +9,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn python() -> Option<String> {
-    let python = std::env::var("ELMLAB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has = std::process::Command::new(&python).args(["-c", "import tensorboard"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if has {
-        return Some(python);
-    }
-    assert!(std::env::var("ELMLAB_TENSORBOARD_TESTS").is_err(), "ELMLAB_TENSORBOARD_TESTS is set but `{python}` cannot import tensorboard");
-    eprintln!("skipped: `{python}` cannot import tensorboard (pip install tensorboard, or set ELMLAB_PYTHON)");
-    None
+    python_with("tensorboard", "ELMLAB_TENSORBOARD_TESTS")
 }
 
 /// What TensorBoard sees under `logdir`: run name → {scalars, hparams}.

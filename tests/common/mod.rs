@@ -41,3 +41,17 @@ pub fn train_ok(cfg: &Path, out: &Path, extra: &[&str]) -> String {
     assert!(o.status.success(), "{}", text(&o));
     text(&o)
 }
+
+/// The Python in ELMLAB_PYTHON (or `python3`) if it imports `modules`; else None, after
+/// saying the test is skipped, unless `gate` is set in the environment (CI sets it),
+/// where missing modules fail the test.
+pub fn python_with(modules: &str, gate: &str) -> Option<String> {
+    let python = std::env::var("ELMLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has = Command::new(&python).args(["-c", &format!("import {modules}")]).output().map(|o| o.status.success()).unwrap_or(false);
+    if has {
+        return Some(python);
+    }
+    assert!(std::env::var(gate).is_err(), "{gate} is set but `{python}` cannot import {modules}");
+    eprintln!("skipped: `{python}` cannot import {modules} (pip install them, or set ELMLAB_PYTHON)");
+    None
+}
