@@ -113,14 +113,23 @@ pub fn fetch(url: &str, dest: &Path, expected: &Expected, progress: &mut dyn Pro
             }
             Err(e) => {
                 let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-                tracing::warn!("{url}: {e:#} (attempt {attempt} of {ATTEMPTS}; {have} bytes kept in {})", partial.display());
+                tracing::warn!("{url}: {e:#} (attempt {attempt} of {ATTEMPTS}; {have} bytes so far)");
                 last_error = Some(e);
+                if attempt < ATTEMPTS {
+                    // a server or network that has just failed often needs a moment
+                    std::thread::sleep(std::time::Duration::from_millis(250 << attempt));
+                }
             }
         }
     }
     progress.finish();
     if let Some(e) = last_error {
-        return Err(e.context(format!("downloading {url} failed {ATTEMPTS} times; what arrived is kept in {} and the next `elmlab data fetch` continues it", partial.display())));
+        let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        let kept = if have > 0 { format!("the {have} bytes that arrived are kept in {} and the next `elmlab data fetch` continues from there", partial.display()) } else { "nothing arrived".to_string() };
+        if have == 0 {
+            let _ = std::fs::remove_file(&partial);
+        }
+        return Err(e.context(format!("downloading {url} failed {ATTEMPTS} times; {kept}")));
     }
     if let Err(e) = verify(&partial, expected) {
         let rejected = rejected_path(dest);
