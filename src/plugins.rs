@@ -65,3 +65,19 @@ pub fn load_for_manifest(registry: &mut Registry, manifest: &Path) -> Result<()>
     }
     Ok(())
 }
+
+/// The global options a child `elmlab` (a sweep's or a compare's run, a Slurm job) must
+/// be given to see what this process sees: the libraries loaded with --plugin and the
+/// --max-memory limit.
+pub fn inherited_args() -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    for lib in plugin::loaded_libraries() {
+        args.push("--plugin".into());
+        args.push(lib.into_os_string());
+    }
+    if let Some(limit) = elmlab_train::memory::given_limit() {
+        args.push("--max-memory".into());
+        args.push(limit.to_string().into());
+    }
+    args
+}

@@ -7,10 +7,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn metrics(run: &Path) -> String {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()
-}
-
 fn checkpoint(run: &Path, step: u64) -> PathBuf {
     run.join("checkpoints").join(format!("step-{step:09}"))
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn manifest(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("manifest.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    json_lines(&dir.join("manifest.jsonl"))
 }
 
 /// A sweep directory planned from `body` (a sweep file whose base is SMALL).

@@ -20,10 +20,6 @@ fn read(python: &str, logdir: &Path) -> serde_json::Map<String, Value> {
     serde_json::from_slice::<Value>(&o.stdout).unwrap().as_object().unwrap().clone()
 }
 
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
 /// Every number of every metrics.jsonl row is the scalar `<split>/<key>` at its step, and
 /// no scalar has a step that metrics.jsonl lacks (nothing duplicated, nothing missing).
 fn assert_scalars_are_the_metrics(scalars: &Value, rows: &[Value]) {
@@ -63,13 +59,13 @@ fn a_two_run_sweep_shows_its_scalars_and_hparams_in_tensorboard() {
     assert!(o.status.success(), "{}", text(&o));
 
     let seen = read(&python, &dir);
-    let manifest: Vec<Value> = std::fs::read_to_string(dir.join("manifest.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let manifest = json_lines(&dir.join("manifest.jsonl"));
     assert_eq!(seen.len(), 2, "runs TensorBoard sees: {:?}", seen.keys().collect::<Vec<_>>());
     for entry in &manifest {
         let id = entry["id"].as_str().unwrap();
         let run = dir.join("runs").join(id);
         let logged = &seen[&format!("runs/{id}/tb")];
-        assert_scalars_are_the_metrics(&logged["scalars"], &metrics(&run));
+        assert_scalars_are_the_metrics(&logged["scalars"], &json_lines(&run.join("metrics.jsonl")));
 
         let summary: Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
         let start = &logged["hparams"]["_hparams_/session_start_info"]["hparams"];
@@ -104,7 +100,7 @@ fn a_resumed_run_appends_without_duplicating_steps() {
     assert!(o.status.success(), "{}", text(&o));
     let seen = read(&python, &run.join("tb"));
     let logged = &seen["."];
-    let rows = metrics(&run);
+    let rows = json_lines(&run.join("metrics.jsonl"));
     assert!(rows.iter().any(|r| r["step"] == 8));
     assert_scalars_are_the_metrics(&logged["scalars"], &rows);
     assert!(logged["hparams"]["_hparams_/session_start_info"].is_object());

@@ -6,10 +6,6 @@ use common::*;
 use std::path::Path;
 
 
-fn metrics(run: &Path) -> String {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()
-}
-
 /// The latest checkpoint's tensors (names, shapes, values); the file's metadata order
 /// may differ between writes, its tensors may not.
 fn final_weights(run: &Path) -> elmlab_train::checkpoint::NamedTensors {

@@ -115,13 +115,7 @@ fn execute(run: &Planned) -> Result<()> {
     }
     let exe = std::env::current_exe().context("locating the elmlab binary")?;
     let mut cmd = Command::new(exe);
-    // Libraries given with --plugin reach the children too.
-    for lib in elmlab_loader::loaded_libraries() {
-        cmd.arg("--plugin").arg(lib);
-    }
-    if let Some(limit) = elmlab_train::memory::given_limit() {
-        cmd.arg("--max-memory").arg(limit.to_string());
-    }
+    cmd.args(crate::plugins::inherited_args());
     if state == RunState::Unfinished {
         tracing::info!(run = %run.dir.display(), "resuming");
         cmd.args(["train", "--resume"]).arg(&run.dir);

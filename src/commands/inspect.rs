@@ -6,9 +6,8 @@ use anyhow::Result;
 use elmlab_core::registry::Registry;
 use elmlab_train::config::ResolvedConfig;
 use elmlab_train::memory::{bytes, MemoryEstimate};
-use elmlab_train::network::ModelPlan;
 use elmlab_train::trainer::{params_json, Session};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 
 /// Models whose weights are at most this large are built to cross-check the count.
@@ -24,11 +23,12 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
     // the built tensors' count beside the closed form, when building is cheap
     let built = if (plan.total_params as u64) * 4 <= CROSS_CHECK_BYTES {
         let session = Session::prepare(resolved.clone(), registry)?;
-        Some(params_json(&session.plan, &session.network))
+        Some(params_json(&session.plan, Some(&session.network)))
     } else {
         None
     };
-    let params = built.clone().unwrap_or_else(|| closed_form_json(&plan));
+    let params = built.clone().unwrap_or_else(|| params_json(&plan, None));
+    let limit = elmlab_train::memory::limit();
     if as_json {
         let out = json!({
             "config": resolved.tree,
@@ -42,7 +42,7 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
             "built": built.is_some(),
             "flops_per_step": plan.flops_per_step,
             "sequence_length": steps,
-            "memory": { "training_bytes": training.total(), "evaluation_bytes": evaluation.total(), "available_bytes": elmlab_train::memory::limit().map(|l| l.0), "limit": elmlab_train::memory::limit().map(|l| l.1) },
+            "memory": { "training_bytes": training.total(), "evaluation_bytes": evaluation.total(), "available_bytes": limit.map(|l| l.0), "limit": limit.map(|l| l.1) },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -64,14 +64,9 @@ pub fn run(registry: &Registry, config: &Path, overrides: &[String], as_json: bo
     }
     println!("memory (estimated): {}", training.describe());
     println!("                    {}", evaluation.describe());
-    if let Some((limit, what)) = elmlab_train::memory::limit() {
+    if let Some((limit, what)) = limit {
         println!("                    limit: {} ({what})", bytes(limit));
     }
     Ok(0)
 }
 
-/// The layer table from the plan alone.
-fn closed_form_json(plan: &ModelPlan) -> Value {
-    let layers: Vec<Value> = plan.layers.iter().map(|l| json!({ "name": l.name, "units": l.units, "k_e": l.k_e, "k_c": l.k_c, "params": l.params, "flops_per_step": l.flops_per_step })).collect();
-    json!({ "total": plan.total_params, "closed_form": plan.total_params, "layers": layers })
-}

@@ -3,11 +3,10 @@
 //! (exit 130) so a requeued job continues. Under Slurm the index comes from
 //! `SLURM_ARRAY_TASK_ID`, and the job and task ids are recorded in the run's summary.
 
-use crate::sweep::lock::RunLock;
 use crate::sweep::manifest::Manifest;
 use anyhow::{Context, Result};
 use elmlab_core::registry::Registry;
-use elmlab_train::rundir::{write_atomic, RunState};
+use elmlab_train::rundir::{write_atomic, RunLock, RunState};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -35,7 +34,8 @@ pub fn run(registry: &Registry, manifest: &Path, index: Option<usize>) -> Result
     let manifest = Manifest::read(manifest)?;
     let entry = manifest.entry(index)?.clone();
     let dir = manifest.run_dir(&entry);
-    let Some(_lock) = RunLock::try_acquire(&manifest.lock_path(&entry))? else {
+    let lock_path = manifest.lock_path(&entry);
+    let Some(_lock) = RunLock::try_acquire(&lock_path).with_context(|| format!("locking {}", lock_path.display()))? else {
         println!("run {index} ({}) is being trained by another process; skipped", entry.id);
         return Ok(0);
     };

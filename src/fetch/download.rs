@@ -6,7 +6,7 @@
 use super::catalog::Digest;
 use anyhow::{bail, Context, Result};
 use md5::Md5;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -44,25 +44,24 @@ pub fn rejected_path(dest: &Path) -> PathBuf {
 
 /// The file's digest in the algorithm of `like`, as lowercase hex.
 pub fn digest_of(path: &Path, like: Digest) -> Result<String> {
+    match like {
+        Digest::Md5(_) => hash_file::<Md5>(path),
+        Digest::Sha256(_) => hash_file::<Sha256>(path),
+    }
+}
+
+fn hash_file<H: sha2::Digest>(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = H::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut md5 = Md5::new();
-    let mut sha = Sha256::new();
     loop {
         let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
-        match like {
-            Digest::Md5(_) => md5.update(&buf[..n]),
-            Digest::Sha256(_) => sha.update(&buf[..n]),
-        }
+        hasher.update(&buf[..n]);
     }
-    let bytes: Vec<u8> = match like {
-        Digest::Md5(_) => md5.finalize().to_vec(),
-        Digest::Sha256(_) => sha.finalize().to_vec(),
-    };
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(elmlab_train::integrity::hex(&hasher.finalize()))
 }
 
 fn describe(d: Digest) -> (&'static str, &'static str) {

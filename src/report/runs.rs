@@ -55,14 +55,10 @@ pub fn find(dir: &Path) -> Result<Study> {
             .iter()
             .map(|e| {
                 let mut info = read_run(e.id.clone(), &manifest.run_dir(e), e.axes.clone());
-                if manifest.run_state(e) == RunState::Missing {
-                    info.status = "missing".into();
-                }
-                if let Some(failure) = std::fs::read_to_string(manifest.failure_path(e)).ok().filter(|_| info.status != "finished") {
-                    info.status = "failed".into();
-                    info.error = Some(failure.trim().to_string());
-                }
-                if info.status != "finished" {
+                let status = manifest.status(e);
+                info.status = status.as_str().to_string();
+                info.error = status.failure;
+                if status.state != RunState::Finished {
                     info.resubmit = Some(format!("elmlab run-index {} --index {}", manifest_path.display(), e.index));
                 }
                 info

@@ -51,17 +51,11 @@ pub fn collect(manifest: &Manifest, registry: &Registry) -> Result<Collected> {
     let mut finished = 0;
     for e in &manifest.entries {
         let dir = manifest.run_dir(e);
-        let state = manifest.run_state(e);
-        let failure = std::fs::read_to_string(manifest.failure_path(e)).ok().map(|s| s.trim().to_string());
-        let status = match (state, &failure) {
-            (RunState::Finished, _) => "finished",
-            (_, Some(_)) => "failed",
-            (s, None) => s.as_str(),
-        };
+        let status = manifest.status(e);
         let mut row: Vec<(String, String)> = vec![
             ("index".into(), e.index.to_string()),
             ("run_id".into(), e.id.clone()),
-            ("status".into(), status.into()),
+            ("status".into(), status.as_str().into()),
             ("seed".into(), e.seed.to_string()),
             ("budget".into(), e.budget.map_or(String::new(), |b| b.to_string())),
             ("units".into(), e.units.to_string()),
@@ -76,7 +70,7 @@ pub fn collect(manifest: &Manifest, registry: &Registry) -> Result<Collected> {
         let mut config = Vec::new();
         flatten("config", &resolved.tree, &mut config);
         row.extend(config);
-        if state == RunState::Finished {
+        if status.state == RunState::Finished {
             finished += 1;
             let path = dir.join("summary.json");
             let s: Value = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?).with_context(|| format!("reading {}", path.display()))?;
@@ -101,7 +95,7 @@ pub fn collect(manifest: &Manifest, registry: &Registry) -> Result<Collected> {
             }
         } else {
             incomplete.push(e.index);
-            if let Some(f) = failure {
+            if let Some(f) = status.failure {
                 row.push(("error".into(), f.lines().last().unwrap_or("").to_string()));
                 failed.push((e.index, f));
             }

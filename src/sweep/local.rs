@@ -22,13 +22,7 @@ fn spawn(manifest: &Path, index: usize, log: &Path) -> Result<Child> {
     let exe = std::env::current_exe().context("locating the elmlab binary")?;
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(exe);
-    // Libraries given with --plugin reach the children too.
-    for lib in elmlab_loader::loaded_libraries() {
-        cmd.arg("--plugin").arg(lib);
-    }
-    if let Some(limit) = elmlab_train::memory::given_limit() {
-        cmd.arg("--max-memory").arg(limit.to_string());
-    }
+    cmd.args(crate::plugins::inherited_args());
     cmd.arg("run-index").arg(manifest).arg("--index").arg(index.to_string());
     cmd.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
     // Own process group: a terminal Ctrl-C reaches only this process, which forwards

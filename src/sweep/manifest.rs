@@ -35,6 +35,19 @@ pub fn run_id(config_ron: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// See [`Manifest::status`].
+pub struct Status {
+    pub state: RunState,
+    pub failure: Option<String>,
+}
+
+impl Status {
+    /// `finished`, `failed`, `unfinished` or `missing`.
+    pub fn as_str(&self) -> &'static str {
+        if self.failure.is_some() { "failed" } else { self.state.as_str() }
+    }
+}
+
 pub struct Manifest {
     pub path: PathBuf,
     pub entries: Vec<Entry>,
@@ -78,6 +91,14 @@ impl Manifest {
     /// Where the entry's run stands.
     pub fn run_state(&self, entry: &Entry) -> RunState {
         RunDir { path: self.run_dir(entry) }.state()
+    }
+
+    /// Where the entry's run stands, with the error of its last attempt if that failed
+    /// (and it has not finished since).
+    pub fn status(&self, entry: &Entry) -> Status {
+        let state = self.run_state(entry);
+        let failure = (state != RunState::Finished).then(|| std::fs::read_to_string(self.failure_path(entry)).ok().map(|s| s.trim().to_string())).flatten();
+        Status { state, failure }
     }
 
     /// Beside the run directory: the lock held while a process trains it.

@@ -4,7 +4,6 @@
 
 pub mod collect;
 pub mod local;
-pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod slurm;

@@ -28,14 +28,9 @@ pub fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// ` --plugin LIB` for every library loaded with --plugin, so the jobs see them too.
-fn plugin_args() -> String {
-    elmlab_loader::loaded_libraries().iter().map(|l| format!(" --plugin {}", quote(&l.display().to_string()))).collect()
-}
-
-/// ` --max-memory BYTES` when one was given, so the jobs check against it too.
-fn memory_arg() -> String {
-    elmlab_train::memory::given_limit().map(|b| format!(" --max-memory {b}")).unwrap_or_default()
+/// The options the jobs inherit (plugins, --max-memory), quoted for the script.
+fn inherited() -> String {
+    crate::plugins::inherited_args().iter().map(|a| format!(" {}", quote(&a.to_string_lossy()))).collect()
 }
 
 /// The array script. `array` is Slurm's index list (`0-9`, `1,4-6`).
@@ -61,7 +56,7 @@ pub fn array_script(name: &str, exe: &Path, manifest: &Path, logs: &Path, array:
 # shell (USR1); it asks elmlab to checkpoint, waits, and requeues the task, which
 # resumes from the checkpoint. A plain SIGTERM (scancel) also checkpoints, without requeue.
 requeue=0
-{exe}{plugins}{memory} run-index {manifest} --index "$SLURM_ARRAY_TASK_ID" &
+{exe}{inherited} run-index {manifest} --index "$SLURM_ARRAY_TASK_ID" &
 child=$!
 trap 'requeue=1; kill -USR1 $child' USR1
 trap 'kill -TERM $child' TERM
@@ -79,8 +74,7 @@ exit "$status"
 "#,
         exe = quote(&exe.display().to_string()),
         manifest = quote(&manifest.display().to_string()),
-        plugins = plugin_args(),
-        memory = memory_arg(),
+        inherited = inherited(),
     );
     s
 }
@@ -97,7 +91,7 @@ pub fn collect_script(name: &str, exe: &Path, sweep_dir: &Path, logs: &Path, o: 
         s += &format!("#SBATCH --account={a}\n");
     }
     s += "#SBATCH --time=00:30:00\n";
-    s += &format!("{}{} sweep collect {}\n", quote(&exe.display().to_string()), plugin_args(), quote(&sweep_dir.display().to_string()));
+    s += &format!("{}{} sweep collect {}\n", quote(&exe.display().to_string()), inherited(), quote(&sweep_dir.display().to_string()));
     s
 }
 

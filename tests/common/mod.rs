@@ -55,3 +55,13 @@ pub fn python_with(modules: &str, gate: &str) -> Option<String> {
     eprintln!("skipped: `{python}` cannot import {modules} (pip install them, or set ELMLAB_PYTHON)");
     None
 }
+
+/// A run's metrics.jsonl as text.
+pub fn metrics(run: &Path) -> String {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()
+}
+
+/// The JSON values of a JSON-lines file (metrics.jsonl, manifest.jsonl).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

@@ -14,8 +14,13 @@ pub const CONTENT_SHA256: &str = "content_sha256";
 /// The file in a checkpoint directory that lists its files' checksums.
 pub const MANIFEST: &str = "manifest.json";
 
+/// Lowercase hex of a digest.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// SHA-256 over what a safetensors file holds, independent of its header layout: every
@@ -43,7 +48,7 @@ pub fn content_digest<'a>(tensors: impl IntoIterator<Item = (&'a str, String, &'
         h.update((v.len() as u64).to_le_bytes());
         h.update(v.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&h.finalize())
 }
 
 /// Checks a parsed safetensors file against the checksum in its metadata, if it has one

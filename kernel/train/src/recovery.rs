@@ -2,7 +2,7 @@
 //! against their checksums (the damaged ones reported and skipped), or the one asked for.
 
 use crate::checkpoint::{OPTIMIZER, TRAINER, WEIGHTS};
-use crate::error::{RunDirError, RunError};
+use crate::error::{CheckpointError, CheckpointProblem, RunDirError, RunError};
 use crate::integrity::{verify_checkpoint, Checked};
 use crate::rundir::RunDir;
 use std::path::PathBuf;
@@ -49,8 +49,9 @@ fn check(dir: &std::path::Path) -> Result<(), RunError> {
     if verify_checkpoint(dir, &[WEIGHTS, OPTIMIZER, TRAINER])? == Checked::Unverified {
         tracing::warn!(checkpoint = %dir.display(), "has no manifest (written before checksums); taken unchecked");
     }
-    let text = std::fs::read_to_string(dir.join(TRAINER)).map_err(|e| RunError::io(format!("reading {}", dir.join(TRAINER).display()), e))?;
-    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| RunError::io(format!("reading {}", dir.join(TRAINER).display()), std::io::Error::other(e.to_string())))?;
+    let path = dir.join(TRAINER);
+    let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| CheckpointError { path, problem: CheckpointProblem::TrainerState(e.to_string()) })?;
     Ok(())
 }
 

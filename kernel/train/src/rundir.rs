@@ -40,10 +40,26 @@ impl RunState {
     }
 }
 
-/// A run directory held by this process (see [`RunDir::lock`]).
+/// A lock file held by this process: an OS file lock (`flock`), released when the
+/// process ends however it ends (see [`RunDir::lock`]).
 #[derive(Debug)]
 pub struct RunLock {
     _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock on `path` (created if needed); `Ok(None)` when another process holds it.
+    pub fn try_acquire(path: &Path) -> std::io::Result<Option<RunLock>> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -142,12 +158,10 @@ impl RunDir {
     /// asking for it is refused at once (an OS file lock, released however the holder ends).
     pub fn lock(&self) -> Result<RunLock, RunError> {
         let path = self.path.join("run.lock");
-        std::fs::create_dir_all(&self.path).map_err(|e| RunError::io(format!("creating {}", self.path.display()), e))?;
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| RunError::io(format!("opening {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(RunDirError::Locked { path: self.path.clone(), lock: path }.into()),
-            Err(std::fs::TryLockError::Error(e)) => Err(RunError::io(format!("locking {}", path.display()), e)),
+        match RunLock::try_acquire(&path) {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => Err(RunDirError::Locked { path: self.path.clone(), lock: path }.into()),
+            Err(e) => Err(RunError::io(format!("locking {}", path.display()), e)),
         }
     }
 

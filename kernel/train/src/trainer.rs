@@ -69,8 +69,7 @@ impl Session {
     /// The model's accounting (units solved from a budget, k_e, k_c, parameters) without
     /// allocating weights: what planning many runs needs.
     pub fn plan_only(config: &ResolvedConfig, registry: &Registry) -> Result<ModelPlan, BuildError> {
-        let task = build_task(config, registry)?;
-        ModelRecipe::new(&config.config.model, task.data_shape(), registry)?.plan(&config.config.model)
+        Self::plan_with_steps(config, registry).map(|(plan, _)| plan)
     }
 
     /// [`Session::plan_only`] and the task's sequence length (what sizing needs).
@@ -355,7 +354,7 @@ fn train_logged(session: &mut Session, run: &RunDir, options: &TrainOptions, obs
         "budget": session.plan.solved_from_budget,
         "k_e": session.plan.k_e,
         "k_c": session.plan.k_c,
-        "params": params_json(&session.plan, &session.network),
+        "params": params_json(&session.plan, Some(&session.network)),
         "flops_per_step": session.plan.flops_per_step,
         "final": { "valid": state.last_valid },
         "best": { "metric": session.task.selection().metric, "value": state.best_value, "step": state.best_step, "valid": state.best_metrics, "test": test },
@@ -378,14 +377,16 @@ fn train_logged(session: &mut Session, run: &RunDir, options: &TrainOptions, obs
     Ok(Outcome::Finished(summary))
 }
 
-/// Parameter counts per layer and in total, from the real tensors, beside the closed form.
-pub fn params_json(plan: &ModelPlan, network: &Network) -> Value {
+/// Parameter counts per layer and in total, from the real tensors beside the closed form
+/// (from the closed form alone where the network is not built).
+pub fn params_json(plan: &ModelPlan, network: Option<&Network>) -> Value {
+    let count = |prefix: &str, closed_form: usize| network.map_or(closed_form, |n| n.params.count(prefix));
     let layers: Vec<Value> = plan
         .layers
         .iter()
-        .map(|l| json!({ "name": l.name, "units": l.units, "k_e": l.k_e, "k_c": l.k_c, "params": network.params.count(&format!("{}.", l.name)), "closed_form": l.params, "flops_per_step": l.flops_per_step }))
+        .map(|l| json!({ "name": l.name, "units": l.units, "k_e": l.k_e, "k_c": l.k_c, "params": count(&format!("{}.", l.name), l.params), "closed_form": l.params, "flops_per_step": l.flops_per_step }))
         .collect();
-    json!({ "total": network.params.count(""), "closed_form": plan.total_params, "layers": layers })
+    json!({ "total": count("", plan.total_params), "closed_form": plan.total_params, "layers": layers })
 }
 
 pub fn versions() -> Value {

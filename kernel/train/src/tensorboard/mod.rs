@@ -44,8 +44,9 @@ fn io(path: &Path, e: std::io::Error) -> RunError {
     RunError::io(format!("writing the TensorBoard log {}", path.display()), e)
 }
 
-fn scalar(tag: &str, value: f32) -> Message {
-    Message::new().message(1, Message::new().string(1, tag).float(2, value))
+/// A `Summary.Value` holding a scalar.
+fn scalar_value(tag: &str, value: f32) -> Message {
+    Message::new().string(1, tag).float(2, value)
 }
 
 impl TensorBoardLog {
@@ -73,7 +74,7 @@ impl TensorBoardLog {
         if let Some(fields) = line.as_object() {
             for (key, v) in fields {
                 if let (false, Some(x)) = (key == "step", v.as_f64()) {
-                    summary = summary.message(1, Message::new().string(1, &format!("{split}/{key}")).float(2, x as f32));
+                    summary = summary.message(1, scalar_value(&format!("{split}/{key}"), x as f32));
                 }
             }
         }
@@ -82,7 +83,7 @@ impl TensorBoardLog {
             if let Some((from, at)) = self.last_train.replace((step, now)) {
                 let seconds = now.duration_since(at).as_secs_f64();
                 if step > from && seconds > 0.0 {
-                    summary = summary.message(1, Message::new().string(1, "train/steps_per_s").float(2, ((step - from) as f64 / seconds) as f32));
+                    summary = summary.message(1, scalar_value("train/steps_per_s", ((step - from) as f64 / seconds) as f32));
                 }
             }
         }
@@ -90,7 +91,7 @@ impl TensorBoardLog {
     }
 
     pub fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), RunError> {
-        self.file.summary(step, scalar(tag, value as f32)).map_err(|e| io(&self.file.path, e))
+        self.file.summary(step, Message::new().message(1, scalar_value(tag, value as f32))).map_err(|e| io(&self.file.path, e))
     }
 
     pub fn session_start(&mut self, hparams: &Map<String, Value>, group: &str) -> Result<(), RunError> {
