@@ -100,7 +100,8 @@ impl LayerSpec {
         let (n, k_c, d_m) = (self.units, self.k_c(), self.memory);
         if self.path.fused_for(false) {
             let hidden: usize = self.mlp_shapes().iter().skip(1).map(|(_, i)| i).sum();
-            return (n * (2 * d_m + 2 + hidden) + self.input_width) as u64;
+            // (+ n: the outputs are kept a second time, as the next step's sources)
+            return (n * (2 * d_m + 3 + hidden) + self.input_width) as u64;
         }
         let mlp: usize = self.mlp_shapes().iter().map(|(o, _)| 3 * o).sum();
         (n * (2 * k_c + 2 * self.branches + 8 * d_m + mlp + 8)) as u64

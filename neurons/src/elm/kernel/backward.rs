@@ -5,123 +5,151 @@
 // Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
-use super::lanes::{blocks, blocks_mut, input_grads, pad, sum_lanes, unpad, LANES};
+use super::lanes::{blocks, blocks_mut, input_grads, outer_accumulate, pad, padded, sum_lanes, unpad, LANES};
 use super::synapses::gather_source;
 use super::{activate_slope, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream, NeuronGrads, NeuronUpstream, Scratch, LECUN_SCALE, LECUN_SLOPE, NEURONS_PER_TASK};
+use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
-use rayon::prelude::*;
 
 impl<F: Real> ElmKernel<F> {
     /// Backward through time. Without `input_grads` the inputs' gradients are not formed
     /// (`inputs` comes back empty): the first layer reads data, which needs none.
+    ///
+    /// A team of threads runs each step in two rounds, each ended by a spinning barrier:
+    /// the neurons (recomputed step, then backward step), then the sources (each gathers
+    /// what its synapses send) together with, every [`Self::w_s_chunk`] steps, the
+    /// synapse-weight gradients of those steps, neuron by neuron.
     pub fn backward(&self, p: &ElmParams<F>, run: &ElmRun<F>, up: &ElmUpstream<F>, input_grads: bool) -> ElmGrads<F> {
-        let (n, d_m, k_c, batch, inp) = (self.units, self.memory, self.k_c(), run.width, self.input);
+        let (n, d_m, k_c, w, inp, steps) = (self.units, self.memory, self.k_c(), run.width, self.input, run.steps);
         let unpadded = run.batch;
-        let outputs: Vec<Vec<F>> = up.outputs.iter().map(|v| pad(v, unpadded, batch)).collect();
-        let abs_up = up.abs_delta.map(|v| pad(v, unpadded, batch));
-        let act_up = up.activity.map(|v| pad(v, unpadded, batch));
+        let outputs: Vec<Vec<F>> = up.outputs.iter().map(|v| pad(v, unpadded, w)).collect();
+        let abs_up = up.abs_delta.map(|v| pad(v, unpadded, w));
+        let act_up = up.activity.map(|v| pad(v, unpadded, w));
         let mut grads: Vec<NeuronGrads<F>> = (0..n)
             .map(|_| NeuronGrads {
                 w_s: vec![F::zero(); k_c],
-                mlp: self.mlp.iter().map(|&(o, i)| (vec![F::zero(); o * i], vec![F::zero(); o * batch])).collect(),
-                w_y: vec![F::zero(); d_m * batch],
-                b: vec![F::zero(); batch],
-                kappa_m: vec![F::zero(); if run.extras.kappa_grads { d_m * batch } else { 0 }],
-                one_minus_kappa_lambda: vec![F::zero(); if run.extras.kappa_grads { d_m * batch } else { 0 }],
+                mlp: self.mlp.iter().map(|&(o, i)| (vec![F::zero(); o * padded(i)], vec![F::zero(); o * w])).collect(),
+                w_y: vec![F::zero(); d_m * w],
+                b: vec![F::zero(); w],
+                kappa_m: vec![F::zero(); if run.extras.kappa_grads { d_m * w } else { 0 }],
+                one_minus_kappa_lambda: vec![F::zero(); if run.extras.kappa_grads { d_m * w } else { 0 }],
             })
             .collect();
-        let mut d_m_carry = pad(up.m_last, unpadded, batch);
-        let mut d_e_carry = pad(up.e_last, unpadded, batch);
+        let mut d_m_carry = pad(up.m_last, unpadded, w);
+        let mut d_e_carry = pad(up.e_last, unpadded, w);
         // gradient reaching a_t from later steps (as a source), added to the output's own
-        let mut d_a_from_later = vec![F::zero(); n * batch];
-        // per neuron and branch, the gradient of the branch sum β: `[N, branches, B]`
-        let mut d_beta = vec![F::zero(); n * self.branches * batch];
+        let mut d_a_from_later = vec![F::zero(); n * w];
+        // the gradients of the branch sums β of the last `chunk` steps, one slot per step:
+        // `[chunk, N, branches, W]`; the synapse-weight gradients contract them
+        let chunk = self.w_s_chunk(w).min(steps.max(1));
+        let slot_len = n * self.branches * w;
+        let mut d_beta = vec![F::zero(); chunk * slot_len];
         // the synapses in the order the sources gather them: scaled weight and branch row
         let gather: Vec<(F, u32)> = self.inverse.iter().map(|&syn| (p.w_s[syn] * self.input_scale, self.branch_of[syn])).collect();
-        let mut d_inputs = vec![Vec::new(); if input_grads { run.steps } else { 0 }];
-        // the steps whose branch gradients and sources wait for the synapse-weight gradients
-        let chunk = self.w_s_chunk(batch);
-        let mut pending: Vec<(Vec<F>, Vec<F>)> = Vec::with_capacity(chunk);
-        // branch-gradient buffers back from contracted steps, for the next steps to fill
-        let mut spare: Vec<Vec<F>> = Vec::with_capacity(chunk);
-        // on a worker of the pool, like the forward loop
-        rayon::scope(|_| for t in (0..run.steps).rev() {
-            let src = self.sources(&run.inputs[t], &run.a[t], &run.extras);
-            let d_a: Vec<F> = outputs[t].iter().zip(&d_a_from_later).map(|(&x, &y)| x + y).collect();
-            let (m_prev, e_prev) = (&run.m[t], &run.e[t]);
-            d_m_carry
-                .par_chunks_mut(d_m * batch)
-                .zip(d_e_carry.par_chunks_mut(batch))
-                .zip(grads.par_iter_mut())
-                .zip(d_beta.par_chunks_mut(self.branches * batch))
-                .enumerate()
-                .with_min_len(NEURONS_PER_TASK)
-                .for_each_init(
-                    || (self.scratch(batch), vec![F::zero(); d_m * batch], vec![F::zero(); batch], vec![F::zero(); batch]),
-                    |(s, m_i, e_i, a_i), (i, (((d_m_i, d_e_i), g), d_beta_i))| {
-                        let m_prev_i = &m_prev[i * d_m * batch..][..d_m * batch];
-                        self.neuron_step(p, i, batch, &src, m_prev_i, &e_prev[i * batch..][..batch], s, m_i, e_i, a_i);
-                        let up_i = NeuronUpstream {
-                            d_a: &d_a[i * batch..][..batch],
-                            abs_delta: abs_up.as_ref().map(|v| &v[i * batch..][..batch]),
-                            activity: act_up.as_ref().map(|v| &v[i * batch..][..batch]),
-                        };
-                        self.neuron_backward(p, i, batch, s, m_i, m_prev_i, a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
-                    },
-                );
-            // each source gathers what its synapses send, in a fixed order
-            // (only the recurrent sources when the inputs need no gradient)
-            let first = if input_grads { 0 } else { inp };
-            let mut d_src = vec![F::zero(); (inp + n - first) * batch];
-            let d_beta_blocks = blocks(&d_beta);
-            let nb = batch / LANES;
-            d_src.par_chunks_mut(batch).enumerate().with_min_len(16).for_each(|(row, acc)| {
-                let j = first + row;
-                gather_source(blocks_mut(acc), &gather[self.inverse_start[j]..self.inverse_start[j + 1]], d_beta_blocks, nb);
+        // the gathered gradients of the inputs, `[T, I, W]` (only with `input_grads`)
+        let mut d_x = vec![F::zero(); if input_grads { steps * inp * w } else { 0 }];
+        // only the recurrent sources gather when the inputs need no gradient
+        let first = if input_grads { 0 } else { inp };
+        const SOURCES_PER_PIECE: usize = 16;
+        let (neuron_pieces, source_pieces) = (n.div_ceil(NEURONS_PER_TASK), (inp + n - first).div_ceil(SOURCES_PER_PIECE));
+        let (neuron_round, source_round) = (Claims::new(steps, neuron_pieces), Claims::new(steps, source_pieces + neuron_pieces));
+        {
+            let (g_s, d_m_s, d_e_s) = (Shared::new(&mut grads), Shared::new(&mut d_m_carry), Shared::new(&mut d_e_carry));
+            let (later_s, d_beta_s, d_x_s) = (Shared::new(&mut d_a_from_later), Shared::new(&mut d_beta), Shared::new(&mut d_x));
+            let (outputs, abs_up, act_up, gather) = (&outputs, &abs_up, &act_up, &gather);
+            let nb = w / LANES;
+            team::run(team::size_for(neuron_pieces.max(source_pieces)), |_, barrier| {
+                let (mut s, mut m_i, mut e_i, mut a_i, mut d_a) = (self.scratch(w), vec![F::zero(); d_m * w], vec![F::zero(); w], vec![F::zero(); w], vec![F::zero(); w]);
+                for t in (0..steps).rev() {
+                    let (slot, src) = ((steps - 1 - t) % chunk, run.sources_at(t));
+                    let (m_prev, e_prev) = (run.m_at(t), run.e_at(t));
+                    for piece in neuron_round.take(t) {
+                        for i in piece * NEURONS_PER_TASK..n.min((piece + 1) * NEURONS_PER_TASK) {
+                            // SAFETY: in this round neuron i's carried gradients, parameter
+                            // gradients and branch gradients are this piece's alone; the
+                            // gradients from later steps were written before the last barrier
+                            // and are only read here.
+                            let (later, g, d_m_i, d_e_i, d_beta_i) = unsafe {
+                                (
+                                    later_s.read(i * w..(i + 1) * w),
+                                    &mut g_s.write(i..i + 1)[0],
+                                    d_m_s.write(i * d_m * w..(i + 1) * d_m * w),
+                                    d_e_s.write(i * w..(i + 1) * w),
+                                    d_beta_s.write(slot * slot_len + i * self.branches * w..slot * slot_len + (i + 1) * self.branches * w),
+                                )
+                            };
+                            d_a.iter_mut().zip(&outputs[t][i * w..(i + 1) * w]).zip(later).for_each(|((o, &x), &y)| *o = x + y);
+                            let m_prev_i = &m_prev[i * d_m * w..(i + 1) * d_m * w];
+                            self.neuron_step(p, i, w, src, m_prev_i, &e_prev[i * w..(i + 1) * w], &mut s, &mut m_i, &mut e_i, &mut a_i);
+                            let up_i = NeuronUpstream {
+                                d_a: &d_a,
+                                abs_delta: abs_up.as_ref().map(|v| &v[i * w..(i + 1) * w]),
+                                activity: act_up.as_ref().map(|v| &v[i * w..(i + 1) * w]),
+                            };
+                            self.neuron_backward(p, i, w, &mut s, &m_i, m_prev_i, &a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
+                        }
+                    }
+                    barrier.wait();
+                    let flush = slot + 1 == chunk || t == 0;
+                    for piece in source_round.take(t) {
+                        if piece < source_pieces {
+                            // SAFETY: this step's branch gradients are complete (barrier) and
+                            // only read in this round; each source's row is this piece's alone
+                            let d_beta_now = unsafe { d_beta_s.read(slot * slot_len..(slot + 1) * slot_len) };
+                            for j in first + piece * SOURCES_PER_PIECE..(inp + n).min(first + (piece + 1) * SOURCES_PER_PIECE) {
+                                let (out, mask) = if j < inp {
+                                    // SAFETY: step t's row of input j is this piece's alone
+                                    (unsafe { d_x_s.write((t * inp + j) * w..(t * inp + j + 1) * w) }, run.extras.input_mask.as_ref().map(|v| &v[j * w..(j + 1) * w]))
+                                } else {
+                                    // SAFETY: read by the neurons only after the next barrier
+                                    (unsafe { later_s.write((j - inp) * w..(j - inp + 1) * w) }, run.extras.recurrent_mask.as_ref().map(|v| &v[(j - inp) * w..(j - inp + 1) * w]))
+                                };
+                                gather_source(blocks_mut(out), &gather[self.inverse_start[j]..self.inverse_start[j + 1]], blocks(d_beta_now), nb);
+                                if let Some(mask) = mask {
+                                    out.iter_mut().zip(mask).for_each(|(g, &m)| *g = *g * m);
+                                }
+                            }
+                        } else if flush {
+                            // the slots 0..=slot hold steps t + slot down to t
+                            let i0 = (piece - source_pieces) * NEURONS_PER_TASK;
+                            for i in i0..n.min(i0 + NEURONS_PER_TASK) {
+                                // SAFETY: the branch gradients are only read in this round;
+                                // neuron i's synapse-weight gradients are this piece's alone
+                                let (pending, g) = unsafe {
+                                    let pending: Vec<(&[F], &[F])> = (0..=slot).map(|k| (run.sources_at(t + slot - k), d_beta_s.read(k * slot_len + i * self.branches * w..k * slot_len + (i + 1) * self.branches * w))).collect();
+                                    (pending, &mut g_s.write(i..i + 1)[0])
+                                };
+                                self.synapse_grads(i, w, &pending, &mut g.w_s);
+                            }
+                        }
+                    }
+                    barrier.wait();
+                }
             });
-            let (d_x, d_a_prev) = d_src.split_at((inp - first) * batch);
-            if input_grads {
-                let d_x: Vec<F> = match &run.extras.input_mask {
-                    Some(mask) => d_x.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
-                    None => d_x.to_vec(),
-                };
-                d_inputs[t] = unpad(&d_x, batch, unpadded);
-            }
-            d_a_from_later = match &run.extras.recurrent_mask {
-                Some(mask) => d_a_prev.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
-                None => d_a_prev.to_vec(),
-            };
-            // the step's branch gradients move to `pending` (every entry is written again
-            // at the next step, so the buffer taken in its place needs no clearing)
-            let next = spare.pop().unwrap_or_else(|| vec![F::zero(); d_beta.len()]);
-            pending.push((src, std::mem::replace(&mut d_beta, next)));
-            if pending.len() == chunk || t == 0 {
-                grads.par_iter_mut().enumerate().with_min_len(NEURONS_PER_TASK).for_each(|(i, g)| self.synapse_grads(i, batch, &pending, &mut g.w_s));
-                spare.extend(pending.drain(..).map(|(_, d_beta)| d_beta));
-            }
-        });
+        }
+        let d_inputs: Vec<Vec<F>> = if input_grads { d_x.chunks_exact(inp * w).map(|x| unpad(x, w, unpadded)).collect() } else { Vec::new() };
         let mut out = ElmGrads {
             w_s: Vec::with_capacity(n * k_c),
             mlp: self.mlp.iter().map(|&(o, i)| (Vec::with_capacity(n * o * i), Vec::with_capacity(n * o))).collect(),
             w_y: Vec::with_capacity(n * d_m),
             b: Vec::with_capacity(n),
             inputs: d_inputs,
-            m0: unpad(&d_m_carry, batch, unpadded),
-            e0: unpad(&d_e_carry, batch, unpadded),
-            a0: unpad(&d_a_from_later, batch, unpadded),
+            m0: unpad(&d_m_carry, w, unpadded),
+            e0: unpad(&d_e_carry, w, unpadded),
+            a0: unpad(&d_a_from_later, w, unpadded),
             kappa_m: Vec::new(),
             one_minus_kappa_lambda: Vec::new(),
         };
         for g in grads {
             out.w_s.extend(g.w_s.iter().map(|&v| v * self.input_scale));
-            for (o, (w, b)) in out.mlp.iter_mut().zip(g.mlp) {
-                o.0.extend(w);
-                o.1.extend(sum_lanes(&b, batch, unpadded));
+            for ((o, (gw, b)), &(_, i)) in out.mlp.iter_mut().zip(g.mlp).zip(&self.mlp) {
+                o.0.extend(gw.chunks_exact(padded(i)).flat_map(|row| &row[..i]));
+                o.1.extend(sum_lanes(&b, w, unpadded));
             }
-            out.w_y.extend(sum_lanes(&g.w_y, batch, unpadded));
-            out.b.extend(sum_lanes(&g.b, batch, unpadded));
-            out.kappa_m.extend(sum_lanes(&g.kappa_m, batch, unpadded));
-            out.one_minus_kappa_lambda.extend(sum_lanes(&g.one_minus_kappa_lambda, batch, unpadded));
+            out.w_y.extend(sum_lanes(&g.w_y, w, unpadded));
+            out.b.extend(sum_lanes(&g.b, w, unpadded));
+            out.kappa_m.extend(sum_lanes(&g.kappa_m, w, unpadded));
+            out.one_minus_kappa_lambda.extend(sum_lanes(&g.one_minus_kappa_lambda, w, unpadded));
         }
         out
     }
@@ -196,12 +224,12 @@ impl<F: Real> ElmKernel<F> {
             let d_mb = blocks_mut(d_m);
             // on local copies of the blocks, so that the lanes vectorise (in place, through
             // the slices, the loop ran scalar: a division per lane in tanh)
-            let abs_block: Option<[F; LANES]> = up.abs_delta.map(|abs| std::array::from_fn(|l| abs[lb * LANES + l]));
+            let abs_block: Option<[F; LANES]> = up.abs_delta.map(|abs| *blocks(abs).get(lb).expect("a block per sequence block"));
             for d in 0..mem {
                 let at = d * nb + lb;
                 let (mv, dl) = (m[at], delta[at]);
                 let gw_y = &mut g.w_y[d * width + lb * LANES..][..LANES];
-                let mut gw: [F; LANES] = std::array::from_fn(|l| gw_y[l]);
+                let mut gw: [F; LANES] = *blocks(gw_y).first().expect("one block");
                 let mut dm = d_mb[at];
                 let mut dd = [F::zero(); LANES];
                 let mut d_okl = [F::zero(); LANES];
@@ -240,20 +268,18 @@ impl<F: Real> ElmKernel<F> {
                         gb[ln] += s.d_out[r][ln];
                     }
                 }
-                // weight gradients: the inputs transposed (sequence-major), so that each
-                // sequence adds `d_out[r, b] · x[·, b]` to a whole weight row, no horizontal sums
+                // weight gradients: the inputs transposed (sequence-major, rows padded to whole
+                // blocks), so that each sequence adds `d_out[r, b] · x[·, b]` to a whole weight
+                // row of whole blocks, no horizontal sums (the padding columns' sums, of
+                // whatever the padding holds, are dropped at the end)
+                let ip = padded(i);
                 for c in 0..i {
+                    let x = &ins[c * nb + lb];
                     for ln in 0..LANES {
-                        s.inputs_t[ln * i + c] = ins[c * nb + lb][ln];
+                        s.inputs_t[ln * ip + c] = x[ln];
                     }
                 }
-                for r in 0..o {
-                    let gw_row = &mut gw[r * i..(r + 1) * i];
-                    for ln in 0..LANES {
-                        let dv = s.d_out[r][ln];
-                        gw_row.iter_mut().zip(&s.inputs_t[ln * i..(ln + 1) * i]).for_each(|(g, &x)| *g = dv.mul_add(x, *g));
-                    }
-                }
+                outer_accumulate(gw, &s.d_out[..o], &s.inputs_t[..LANES * ip], ip);
                 // d_in = Wᵀ·d_out, eight inputs at a time (independent chains; one input per
                 // chain was bound by the FMA latency); each sum still runs over r in order
                 let mut c0 = 0;
@@ -276,7 +302,10 @@ impl<F: Real> ElmKernel<F> {
                     let pre = blocks(&s.layer_out[l - 1]);
                     for c in 0..i {
                         let (dv, x) = (s.d_in[c], pre[c * nb + lb]);
-                        s.d_out[c] = std::array::from_fn(|ln| dv[ln] * activate_slope(self.activation, x[ln]));
+                        let out = &mut s.d_out[c];
+                        for ln in 0..LANES {
+                            out[ln] = dv[ln] * activate_slope(self.activation, x[ln]);
+                        }
                     }
                 }
             }

@@ -3,10 +3,10 @@
 // Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
-use super::lanes::{affine_rows, blocks, blocks_mut, fma, pad, padded, LANES};
+use super::lanes::{affine_layer, blocks, blocks_mut, branch_sums, fma, pad, padded, scaled, LANES};
 use super::{activate, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE, NEURONS_PER_TASK};
+use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
-use rayon::prelude::*;
 
 impl<F: Real> ElmKernel<F> {
     /// Neuron `n`'s step: fills `s` and writes `m`, `e`, `a` (each this neuron's rows,
@@ -48,90 +48,91 @@ impl<F: Real> ElmKernel<F> {
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn neuron_step_body(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
-        let (k_c, d_m, nb) = (self.k_c(), self.memory, width / LANES);
+        let nb = width / LANES;
+        // what the unchecked gather relies on: every row the connectome names is in `src`
+        assert_eq!(src.len(), (self.input + self.units) * width, "sources [I + N, W]");
+        // two blocks of sequences at a time where there are two: each weight is loaded once
+        // for both (a block's numbers are the same either way)
+        let mut lb = 0;
+        while lb + 2 <= nb {
+            self.neuron_step_blocks::<2>(p, n, nb, lb, src, m_prev, e_prev, s, m, e, a);
+            lb += 2;
+        }
+        if lb < nb {
+            self.neuron_step_blocks::<1>(p, n, nb, lb, src, m_prev, e_prev, s, m, e, a);
+        }
+    }
+
+    /// Neuron `n`'s step for the `G` blocks of sequences from block `lb`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn neuron_step_blocks<const G: usize>(&self, p: &ElmParams<F>, n: usize, nb: usize, lb: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
+        let (k_c, d_m, syn) = (self.k_c(), self.memory, self.synapses);
         let w_s = &p.w_s[n * k_c..(n + 1) * k_c];
         let idx = &self.connectome[n * k_c..(n + 1) * k_c];
-        let src = blocks(src);
         let m_prev = blocks(m_prev);
         let w_y = &p.w_y[n * d_m..(n + 1) * d_m];
         let (kappa_m, okl) = (&p.kappa_m[n * d_m..(n + 1) * d_m], &p.one_minus_kappa_lambda[n * d_m..(n + 1) * d_m]);
         let last = self.mlp.len() - 1;
-        for lb in 0..nb {
-            // 1. branch integration; 2. decay; together the MLP's input z = [β ; m̃]
-            let z = blocks_mut(&mut s.layer_in[0]);
-            for br in 0..self.branches {
-                // four accumulators (synapse q into q mod 4), so that the additions do not
-                // wait on each other; unrolled by hand so that they stay in registers
-                let range = br * self.synapses..(br + 1) * self.synapses;
-                let (w, idx) = (&w_s[range.clone()], &idx[range]);
-                let mut acc = [[F::zero(); LANES]; 4];
-                let mut q = 0;
-                while q + 4 <= w.len() {
-                    for u in 0..4 {
-                        fma(&mut acc[u], w[q + u], &src[idx[q + u] as usize * nb + lb]);
-                    }
-                    q += 4;
-                }
-                let rest = w.len() - q;
-                if rest > 0 {
-                    fma(&mut acc[0], w[q], &src[idx[q] as usize * nb + lb]);
-                }
-                if rest > 1 {
-                    fma(&mut acc[1], w[q + 1], &src[idx[q + 1] as usize * nb + lb]);
-                }
-                if rest > 2 {
-                    fma(&mut acc[2], w[q + 2], &src[idx[q + 2] as usize * nb + lb]);
-                }
-                z[br * nb + lb] = std::array::from_fn(|l| ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * self.input_scale);
+        // 1. branch integration; 2. decay; together the MLP's input z = [β ; m̃]
+        let z = blocks_mut(&mut s.layer_in[0]);
+        let rows = blocks(src)[lb..].as_ptr();
+        for br in 0..self.branches {
+            let range = br * syn..(br + 1) * syn;
+            // SAFETY: every connectome entry is below I + N (`new` counts each into a table
+            // of I + N entries), and `src` is I + N rows of `nb` blocks (asserted by the
+            // caller), so row·nb + lb + g stays inside it for g < G (lb + G ≤ nb).
+            let sums = unsafe { branch_sums::<F, G>(&w_s[range.clone()], &idx[range], rows, nb) };
+            for g in 0..G {
+                z[br * nb + lb + g] = scaled(&sums[g], self.input_scale);
             }
-            for d in 0..d_m {
-                z[(self.branches + d) * nb + lb] = m_prev[d * nb + lb].map(|v| v * kappa_m[d]);
+        }
+        for d in 0..d_m {
+            for g in 0..G {
+                z[(self.branches + d) * nb + lb + g] = scaled(&m_prev[d * nb + lb + g], kappa_m[d]);
             }
-            // 3. the neuron's MLP
-            for (l, &(o, i)) in self.mlp.iter().enumerate() {
-                let (w, bias) = p.mlp[l];
-                let (w, bias) = (&w[n * o * i..(n + 1) * o * i], &bias[n * o..(n + 1) * o]);
-                let (ins, outs) = (blocks(&s.layer_in[l]), blocks_mut(&mut s.layer_out[l]));
-                // eight rows at a time: eight independent chains of multiply-adds keep both
-                // FMA units busy (four were bound by the FMA latency)
-                let mut r0 = 0;
-                while r0 + 8 <= o {
-                    affine_rows::<F, 8>(r0, i, w, bias, ins, outs, nb, lb);
-                    r0 += 8;
-                }
-                // the last rows in one block, so that they too run as independent chains
-                match o - r0 {
-                    1 => affine_rows::<F, 1>(r0, i, w, bias, ins, outs, nb, lb),
-                    2 => affine_rows::<F, 2>(r0, i, w, bias, ins, outs, nb, lb),
-                    3 => affine_rows::<F, 3>(r0, i, w, bias, ins, outs, nb, lb),
-                    4 => affine_rows::<F, 4>(r0, i, w, bias, ins, outs, nb, lb),
-                    5 => affine_rows::<F, 5>(r0, i, w, bias, ins, outs, nb, lb),
-                    6 => affine_rows::<F, 6>(r0, i, w, bias, ins, outs, nb, lb),
-                    7 => affine_rows::<F, 7>(r0, i, w, bias, ins, outs, nb, lb),
-                    _ => {}
-                }
-                if l < last {
-                    let (outs, next) = (blocks(&s.layer_out[l]), blocks_mut(&mut s.layer_in[l + 1]));
-                    for r in 0..o {
-                        next[r * nb + lb] = outs[r * nb + lb].map(|v| activate(self.activation, v));
+        }
+        // 3. the neuron's MLP
+        for (l, &(o, i)) in self.mlp.iter().enumerate() {
+            let (w, bias) = p.mlp[l];
+            let (w, bias) = (&w[n * o * i..(n + 1) * o * i], &bias[n * o..(n + 1) * o]);
+            let (ins, outs) = (blocks(&s.layer_in[l]), blocks_mut(&mut s.layer_out[l]));
+            // eight accumulators per input column (rows × blocks): independent chains of
+            // multiply-adds keep both FMA units busy (four were bound by the FMA latency)
+            if G == 1 {
+                affine_layer::<F, 8, G>(o, i, w, bias, ins, outs, nb, lb);
+            } else {
+                affine_layer::<F, 4, G>(o, i, w, bias, ins, outs, nb, lb);
+            }
+            if l < last {
+                let (outs, next) = (blocks(&s.layer_out[l]), blocks_mut(&mut s.layer_in[l + 1]));
+                for r in 0..o {
+                    for g in 0..G {
+                        let (x, y) = (&outs[r * nb + lb + g], &mut next[r * nb + lb + g]);
+                        for ln in 0..LANES {
+                            y[ln] = activate(self.activation, x[ln]);
+                        }
                     }
                 }
             }
-            // 4.–5. bounded update into memory; 6. readout
-            let (delta, z, m_out) = (blocks(&s.layer_out[last]), blocks(&s.layer_in[0]), blocks_mut(m));
+        }
+        // 4.–5. bounded update into memory; 6. readout
+        let (delta, z, m_out) = (blocks(&s.layer_out[last]), blocks(&s.layer_in[0]), blocks_mut(m));
+        for g in 0..G {
+            let b = lb + g;
             let mut r = [F::zero(); LANES];
             for d in 0..d_m {
-                let (dec, dl) = (&z[(self.branches + d) * nb + lb], &delta[d * nb + lb]);
+                let (dec, dl) = (&z[(self.branches + d) * nb + b], &delta[d * nb + b]);
                 let mut mem = [F::zero(); LANES];
                 for l in 0..LANES {
                     mem[l] = dec[l] + F::of(LECUN_SCALE) * (F::of(LECUN_SLOPE) * dl[l]).tanh() * okl[d];
                 }
-                m_out[d * nb + lb] = mem;
+                m_out[d * nb + b] = mem;
                 fma(&mut r, w_y[d], &mem);
             }
             // 7. high-pass; 8. output
             for l in 0..LANES {
-                let j = lb * LANES + l;
+                let j = b * LANES + l;
                 let filtered = match self.kappa_r {
                     Some(k) => {
                         e[j] = k * e_prev[j] + (F::one() - k) * r[l];
@@ -148,65 +149,99 @@ impl<F: Real> ElmKernel<F> {
         }
     }
 
-    /// Runs the sequence `inputs` (each `[I, B]`) from `m0, e0, a0`.
+    /// Runs the sequence `inputs` (each `[I, B]`) from `m0, e0, a0`. A team of threads
+    /// claims pieces of [`NEURONS_PER_TASK`] neurons at each step, and one spinning barrier
+    /// ends the step (a neuron's step depends on every output of the step before).
     pub fn run(&self, p: &ElmParams<F>, inputs: &[&[F]], m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
-        let (n, d_m) = (self.units, self.memory);
+        let (n, d_m, inp) = (self.units, self.memory, self.input);
         let (unpadded, steps) = (e0.len() / n, inputs.len());
-        let batch = padded(unpadded);
+        let w = padded(unpadded);
         let extras = ElmExtras {
-            input_mask: extras.input_mask.map(|v| pad(&v, unpadded, batch)),
-            recurrent_mask: extras.recurrent_mask.map(|v| pad(&v, unpadded, batch)),
+            input_mask: extras.input_mask.map(|v| pad(&v, unpadded, w)),
+            recurrent_mask: extras.recurrent_mask.map(|v| pad(&v, unpadded, w)),
             ..extras
         };
-        let masked: Vec<Vec<F>> = inputs
-            .iter()
-            .map(|x| {
-                let x = pad(x, unpadded, batch);
-                match &extras.input_mask {
-                    Some(mask) => x.iter().zip(mask).map(|(&v, &m)| v * m).collect(),
-                    None => x,
-                }
-            })
-            .collect();
-        let (mut m, mut e, mut a) = (vec![pad(&m0, unpadded, batch)], vec![pad(&e0, unpadded, batch)], vec![pad(&a0, unpadded, batch)]);
-        // The time loop runs on a worker of the pool, so the per-step parallel loops
-        // below start there instead of being handed over from outside at every step.
-        let mut abs_delta = vec![F::zero(); n * batch];
-        let mut activity = vec![F::zero(); n * batch];
-        rayon::scope(|_| for x in &masked {
-            let src = self.sources(x, a.last().expect("a_0"), &extras);
-            let (m_prev, e_prev) = (m.last().expect("m_0"), e.last().expect("e_0"));
-            let mut m_next = vec![F::zero(); n * d_m * batch];
-            let mut e_next = vec![F::zero(); n * batch];
-            let mut a_next = vec![F::zero(); n * batch];
-            m_next
-                .par_chunks_mut(d_m * batch)
-                .zip(e_next.par_chunks_mut(batch))
-                .zip(a_next.par_chunks_mut(batch))
-                .zip(abs_delta.par_chunks_mut(batch))
-                .zip(activity.par_chunks_mut(batch))
-                .enumerate()
-                .with_min_len(NEURONS_PER_TASK)
-                .for_each_init(
-                    || self.scratch(batch),
-                    |s, (i, ((((m_i, e_i), a_i), abs_i), act_i))| {
-                        let m_prev = &m_prev[i * d_m * batch..][..d_m * batch];
-                        self.neuron_step(p, i, batch, &src, m_prev, &e_prev[i * batch..][..batch], s, m_i, e_i, a_i);
-                        if extras.mlp_penalty {
-                            let delta = &s.layer_out[self.mlp.len() - 1];
-                            for d in 0..d_m {
-                                abs_i.iter_mut().zip(&delta[d * batch..][..batch]).for_each(|(acc, &v)| *acc += v.abs());
+        let rows = inp + n;
+        // every step's sources: the masked inputs now, the masked outputs as they are formed
+        let mut sources = vec![F::zero(); steps * rows * w];
+        for (x, block) in inputs.iter().zip(sources.chunks_exact_mut(rows * w)) {
+            let block = &mut block[..inp * w];
+            for (o, r) in block.chunks_exact_mut(w).zip(x.chunks_exact(unpadded)) {
+                o[..unpadded].copy_from_slice(r);
+            }
+            if let Some(mask) = &extras.input_mask {
+                block.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v * m);
+            }
+        }
+        let (state_m, state_n) = (n * d_m * w, n * w);
+        let mut m = vec![F::zero(); (steps + 1) * state_m];
+        let mut e = vec![F::zero(); (steps + 1) * state_n];
+        let mut a = vec![F::zero(); (steps + 1) * state_n];
+        m[..state_m].copy_from_slice(&pad(&m0, unpadded, w));
+        e[..state_n].copy_from_slice(&pad(&e0, unpadded, w));
+        a[..state_n].copy_from_slice(&pad(&a0, unpadded, w));
+        if steps > 0 {
+            recurrent_sources(&mut sources[inp * w..rows * w], &a[..state_n], extras.recurrent_mask.as_deref());
+        }
+        let mut abs_delta = vec![F::zero(); n * w];
+        let mut activity = vec![F::zero(); n * w];
+        let pieces = n.div_ceil(NEURONS_PER_TASK);
+        let claims = Claims::new(steps, pieces);
+        {
+            let (ms, es, as_) = (Shared::new(&mut m), Shared::new(&mut e), Shared::new(&mut a));
+            let (srcs, abs_s, act_s) = (Shared::new(&mut sources), Shared::new(&mut abs_delta), Shared::new(&mut activity));
+            let extras = &extras;
+            team::run(team::size_for(pieces), |_, barrier| {
+                let mut s = self.scratch(w);
+                for t in 0..steps {
+                    for piece in claims.take(t) {
+                        for i in piece * NEURONS_PER_TASK..n.min((piece + 1) * NEURONS_PER_TASK) {
+                            // SAFETY: step t's sources and states were written before the last
+                            // barrier and are only read in this round; the rows of neuron i at
+                            // step t + 1 (and its penalty sums) are written by this piece alone.
+                            let (src, m_prev, e_prev, m_i, e_i, a_i, abs_i, act_i) = unsafe {
+                                (
+                                    srcs.read(t * rows * w..(t + 1) * rows * w),
+                                    ms.read(t * state_m + i * d_m * w..t * state_m + (i + 1) * d_m * w),
+                                    es.read(t * state_n + i * w..t * state_n + (i + 1) * w),
+                                    ms.write((t + 1) * state_m + i * d_m * w..(t + 1) * state_m + (i + 1) * d_m * w),
+                                    es.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
+                                    as_.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
+                                    abs_s.write(i * w..(i + 1) * w),
+                                    act_s.write(i * w..(i + 1) * w),
+                                )
+                            };
+                            self.neuron_step(p, i, w, src, m_prev, e_prev, &mut s, m_i, e_i, a_i);
+                            if extras.mlp_penalty {
+                                let delta = &s.layer_out[self.mlp.len() - 1];
+                                for d in 0..d_m {
+                                    abs_i.iter_mut().zip(&delta[d * w..][..w]).for_each(|(acc, &v)| *acc += v.abs());
+                                }
+                            }
+                            if extras.activity_penalty {
+                                act_i.iter_mut().zip(a_i.iter()).for_each(|(acc, &v)| *acc += v.relu());
+                            }
+                            if t + 1 < steps {
+                                // SAFETY: step t + 1's row of neuron i is this piece's alone;
+                                // nothing reads step t + 1's sources before the barrier
+                                let row = unsafe { srcs.write((t + 1) * rows * w + (inp + i) * w..(t + 1) * rows * w + (inp + i + 1) * w) };
+                                let mask = extras.recurrent_mask.as_ref().map(|v| &v[i * w..(i + 1) * w]);
+                                recurrent_sources(row, a_i, mask);
                             }
                         }
-                        if extras.activity_penalty {
-                            act_i.iter_mut().zip(a_i.iter()).for_each(|(acc, &v)| *acc += v.relu());
-                        }
-                    },
-                );
-            m.push(m_next);
-            e.push(e_next);
-            a.push(a_next);
-        });
-        ElmRun { batch: unpadded, steps, width: batch, m, e, a, inputs: masked, extras, abs_delta, activity }
+                    }
+                    barrier.wait();
+                }
+            });
+        }
+        ElmRun { batch: unpadded, steps, width: w, m, e, a, sources, extras, abs_delta, activity }
+    }
+}
+
+/// The outputs as the next step's sources: `a`, times the recurrent dropout mask.
+fn recurrent_sources<F: Real>(out: &mut [F], a: &[F], mask: Option<&[F]>) {
+    match mask {
+        Some(mask) => out.iter_mut().zip(a).zip(mask).for_each(|((o, &v), &m)| *o = v * m),
+        None => out.copy_from_slice(a),
     }
 }

@@ -56,23 +56,156 @@ pub(super) fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
     }
 }
 
-/// Rows `r0..r0+R` of one MLP layer for one block of sequences: `out = W·in + bias`,
-/// the `R` accumulators kept in registers over the whole input.
+/// One MLP layer for the `G` blocks of sequences from block `lb`: `out = W·in + bias`,
+/// `R` rows at a time with their `R × G` accumulators in registers over the whole input
+/// (each weight loaded once for the `G` blocks). Every row's sum runs over the inputs in
+/// order, whatever `R` and `G`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) fn affine_rows<F: Real, const R: usize>(r0: usize, inputs: usize, w: &[F], bias: &[F], ins: &[[F; LANES]], outs: &mut [[F; LANES]], nb: usize, lb: usize) {
-    let mut acc: [[F; LANES]; R] = std::array::from_fn(|rr| [bias[r0 + rr]; LANES]);
+pub(super) fn affine_layer<F: Real, const R: usize, const G: usize>(outputs: usize, inputs: usize, w: &[F], bias: &[F], ins: &[[F; LANES]], outs: &mut [[F; LANES]], nb: usize, lb: usize) {
+    assert!(w.len() == outputs * inputs && bias.len() == outputs && ins.len() >= inputs * nb && outs.len() >= outputs * nb && lb + G <= nb);
+    let mut r0 = 0;
+    while r0 + R <= outputs {
+        affine_rows::<F, R, G>(r0, inputs, w, bias, ins, outs, nb, lb);
+        r0 += R;
+    }
+    // the last rows in one block, so that they too run as independent chains
+    macro_rules! rest {
+        ($($k:literal)*) => {
+            match outputs - r0 {
+                $($k if $k < R => affine_rows::<F, $k, G>(r0, inputs, w, bias, ins, outs, nb, lb),)*
+                _ => {}
+            }
+        };
+    }
+    rest!(1 2 3 4 5 6 7);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn affine_rows<F: Real, const R: usize, const G: usize>(r0: usize, inputs: usize, w: &[F], bias: &[F], ins: &[[F; LANES]], outs: &mut [[F; LANES]], nb: usize, lb: usize) {
+    let w = &w[r0 * inputs..(r0 + R) * inputs];
+    let mut acc = [[[F::zero(); LANES]; G]; R];
+    for rr in 0..R {
+        acc[rr] = [[bias[r0 + rr]; LANES]; G];
+    }
     for c in 0..inputs {
-        let x = ins[c * nb + lb];
+        let mut x = [[F::zero(); LANES]; G];
+        for g in 0..G {
+            // SAFETY: `affine_layer` checked ins.len() ≥ inputs·nb and lb + G ≤ nb
+            x[g] = unsafe { *ins.get_unchecked(c * nb + lb + g) };
+        }
         for rr in 0..R {
-            fma(&mut acc[rr], w[(r0 + rr) * inputs + c], &x);
+            // SAFETY: rr·inputs + c < R·inputs = w.len()
+            let wv = unsafe { *w.get_unchecked(rr * inputs + c) };
+            for g in 0..G {
+                fma(&mut acc[rr][g], wv, &x[g]);
+            }
         }
     }
     for rr in 0..R {
-        outs[(r0 + rr) * nb + lb] = acc[rr];
+        for g in 0..G {
+            outs[(r0 + rr) * nb + lb + g] = acc[rr][g];
+        }
     }
 }
 
+/// One branch's sum `Σ_q w_q·src[idx_q]` for the `G` blocks of sequences at `rows`
+/// (a row is `stride` blocks apart from the next), on four chains (synapse q into q mod 4)
+/// joined at the end: one chain was bound by the FMA latency. The same sum for any `G`.
+///
+/// # Safety
+/// `rows.add(idx_q·stride + g)` must be inside one allocation for every q and g < G.
+#[inline(always)]
+pub(super) unsafe fn branch_sums<F: Real, const G: usize>(w: &[F], idx: &[u32], rows: *const [F; LANES], stride: usize) -> [[F; LANES]; G] {
+    let len = w.len().min(idx.len());
+    // four named chains (not an array indexed in a loop: that ended up in memory)
+    let (mut c0, mut c1, mut c2, mut c3) = ([[F::zero(); LANES]; G], [[F::zero(); LANES]; G], [[F::zero(); LANES]; G], [[F::zero(); LANES]; G]);
+    macro_rules! synapse {
+        ($acc:ident, $q:expr) => {{
+            let q = $q;
+            let (wq, row) = (*w.get_unchecked(q), rows.add(*idx.get_unchecked(q) as usize * stride));
+            for g in 0..G {
+                fma(&mut $acc[g], wq, &*row.add(g));
+            }
+        }};
+    }
+    let mut q = 0;
+    while q + 4 <= len {
+        synapse!(c0, q);
+        synapse!(c1, q + 1);
+        synapse!(c2, q + 2);
+        synapse!(c3, q + 3);
+        q += 4;
+    }
+    let rest = len - q;
+    if rest > 0 {
+        synapse!(c0, q);
+    }
+    if rest > 1 {
+        synapse!(c1, q + 1);
+    }
+    if rest > 2 {
+        synapse!(c2, q + 2);
+    }
+    let mut out = [[F::zero(); LANES]; G];
+    for g in 0..G {
+        out[g] = join(&c0[g], &c1[g], &c2[g], &c3[g]);
+    }
+    out
+}
+
+/// `gw[r, ·] += Σ_l d_out[r][l] · xt[l, ·]` for every row `r`: one block of sequences'
+/// share of a weight gradient (`gw` `[rows, ip]`, `xt` `[LANES, ip]`, `ip` a multiple of
+/// [`LANES`]). Four blocks of a row stay in registers over the lanes; each entry sums the
+/// lanes in order.
+#[inline(always)]
+pub(super) fn outer_accumulate<F: Real>(gw: &mut [F], d_out: &[[F; LANES]], xt: &[F], ip: usize) {
+    assert!(ip % LANES == 0 && gw.len() == d_out.len() * ip && xt.len() == LANES * ip);
+    let xt = blocks(xt);
+    let vb = ip / LANES;
+    for (row, d) in blocks_mut(gw).chunks_exact_mut(vb).zip(d_out) {
+        let mut v0 = 0;
+        while v0 < vb {
+            let width = (vb - v0).min(4);
+            let mut acc = [[F::zero(); LANES]; 4];
+            for v in 0..width {
+                acc[v] = row[v0 + v];
+            }
+            for l in 0..LANES {
+                for v in 0..4 {
+                    if v < width {
+                        fma(&mut acc[v], d[l], &xt[l * vb + v0 + v]);
+                    }
+                }
+            }
+            for v in 0..width {
+                row[v0 + v] = acc[v];
+            }
+            v0 += 4;
+        }
+    }
+}
+
+/// `(a + b) + (c + d)` per lane: four chains joined.
+#[inline(always)]
+pub(super) fn join<F: Real>(a: &[F; LANES], b: &[F; LANES], c: &[F; LANES], d: &[F; LANES]) -> [F; LANES] {
+    let mut out = [F::zero(); LANES];
+    for l in 0..LANES {
+        out[l] = (a[l] + b[l]) + (c[l] + d[l]);
+    }
+    out
+}
+
+/// `x·k` per lane.
+#[inline(always)]
+pub(super) fn scaled<F: Real>(x: &[F; LANES], k: F) -> [F; LANES] {
+    let mut out = [F::zero(); LANES];
+    for l in 0..LANES {
+        out[l] = x[l] * k;
+    }
+    out
+}
 
 /// `d_in[c0..c0+C] = Σ_r w[r, c]·d_out[r]` for one block of sequences, `r` in order.
 #[inline(always)]

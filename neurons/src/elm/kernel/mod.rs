@@ -1,10 +1,15 @@
 //! One layer of ELM neurons over a whole sequence (elm-network.md §1), forward and
 //! backward through time by hand. Each step runs the `N` neurons in parallel (their
-//! work is independent given the step's sources); backward keeps only the per-step
-//! states `m, e, a` and recomputes a step's intermediates from them. The gradient of the
+//! work is independent given the step's sources) on a team of threads that claim pieces
+//! of neurons and meet at a spinning barrier per step (`fused::team`: a rayon loop per
+//! step woke sleeping workers, which cost more than the step); backward keeps only the
+//! per-step states `m, e, a` and sources, and recomputes a step's intermediates from them. The gradient of the
 //! sources (inputs and previous outputs) is gathered per source through the inverted
 //! connectome, so every sum runs in a fixed order whatever the thread count.
 //! Every matrix is row-major with the batch last (`[N, d_m, B]` for the memory).
+//! The inner loops are plain loops over fixed-size lane blocks, with no `array::map` or
+//! `from_fn` (those are functions of their own, not compiled for AVX2, and not inlined
+//! into the functions that are: the call kept the accumulators in memory).
 //!
 //! `lanes`: the fixed-size blocks everything runs on; `forward`: the step and the
 //! sequence; `backward`: backpropagation through time; `synapses`: the synapse-weight
@@ -75,20 +80,22 @@ pub struct ElmExtras<F> {
     pub kappa_grads: bool,
 }
 
-/// What the forward pass keeps: every step's state and sources (no other intermediates).
-/// Internally `[·, W]` with the batch padded to `W`; the accessors return `[·, B]`.
+/// What the forward pass keeps: every step's state and sources (no other intermediates),
+/// each kind in one buffer, step-major. Internally `[·, W]` with the batch padded to `W`;
+/// the accessors return `[·, B]`.
 pub struct ElmRun<F> {
     pub batch: usize,
     pub steps: usize,
     width: usize,
     /// `m_0..m_T`, each `[N·d_m, W]`.
-    m: Vec<Vec<F>>,
+    m: Vec<F>,
     /// `e_0..e_T`, each `[N, W]`.
-    e: Vec<Vec<F>>,
+    e: Vec<F>,
     /// `a_0..a_T`, each `[N, W]`: `a_1..a_T` are the outputs.
-    a: Vec<Vec<F>>,
-    /// Each step's inputs, masked, `[I, W]`.
-    inputs: Vec<Vec<F>>,
+    a: Vec<F>,
+    /// Each step's sources `[inputs ; previous outputs]`, masked, `[I + N, W]`: written
+    /// once by the forward pass (the outputs as they are formed), read by the backward.
+    sources: Vec<F>,
     extras: ElmExtras<F>,
     /// `Σ_t Σ_d |Δ|` per neuron and sequence, `[N, W]` (MLP-magnitude penalty).
     abs_delta: Vec<F>,
@@ -96,18 +103,23 @@ pub struct ElmRun<F> {
     activity: Vec<F>,
 }
 
+/// Step `t`'s block of a step-major buffer of `len`-long blocks.
+fn at<F>(v: &[F], t: usize, len: usize) -> &[F] {
+    &v[t * len..(t + 1) * len]
+}
+
 impl<F: Real> ElmRun<F> {
     /// The output `a_t` (`t` in `0..=T`; `a_0` is the initial state), `[N, B]`.
     pub fn output(&self, t: usize) -> Vec<F> {
-        unpad(&self.a[t], self.width, self.batch)
+        unpad(self.a_at(t), self.width, self.batch)
     }
     /// The memory `m_t`, `[N·d_m, B]`.
     pub fn memory(&self, t: usize) -> Vec<F> {
-        unpad(&self.m[t], self.width, self.batch)
+        unpad(self.m_at(t), self.width, self.batch)
     }
     /// The high-pass average `e_t`, `[N, B]`.
     pub fn high_pass(&self, t: usize) -> Vec<F> {
-        unpad(&self.e[t], self.width, self.batch)
+        unpad(self.e_at(t), self.width, self.batch)
     }
     /// `Σ_t Σ_d |Δ|`, `[N, B]`.
     pub fn abs_delta(&self) -> Vec<F> {
@@ -116,6 +128,18 @@ impl<F: Real> ElmRun<F> {
     /// `Σ_t relu(a)`, `[N, B]`.
     pub fn activity(&self) -> Vec<F> {
         unpad(&self.activity, self.width, self.batch)
+    }
+    fn m_at(&self, t: usize) -> &[F] {
+        at(&self.m, t, self.m.len() / (self.steps + 1))
+    }
+    fn e_at(&self, t: usize) -> &[F] {
+        at(&self.e, t, self.e.len() / (self.steps + 1))
+    }
+    fn a_at(&self, t: usize) -> &[F] {
+        at(&self.a, t, self.a.len() / (self.steps + 1))
+    }
+    fn sources_at(&self, t: usize) -> &[F] {
+        at(&self.sources, t, self.sources.len() / self.steps.max(1))
     }
 }
 
@@ -145,7 +169,8 @@ struct Scratch<F> {
     /// Backward, one block of sequences: gradients of a layer's output and input, per row.
     d_out: Vec<[F; LANES]>,
     d_in: Vec<[F; LANES]>,
-    /// A layer's input for one block of sequences, transposed: `[LANES, in]`.
+    /// A layer's input for one block of sequences, transposed: `[LANES, in]`, each row
+    /// padded with zeros to whole blocks.
     inputs_t: Vec<F>,
 }
 
@@ -207,19 +232,8 @@ impl<F: Real> ElmKernel<F> {
             pre: vec![F::zero(); batch],
             d_out: vec![[F::zero(); LANES]; widest],
             d_in: vec![[F::zero(); LANES]; widest],
-            inputs_t: vec![F::zero(); LANES * widest],
+            inputs_t: vec![F::zero(); LANES * lanes::padded(widest)],
         }
-    }
-
-    /// The step's sources `[inputs ; previous outputs]`, `[I + N, B]`, with dropout.
-    fn sources(&self, x: &[F], a_prev: &[F], extras: &ElmExtras<F>) -> Vec<F> {
-        let mut src = Vec::with_capacity(x.len() + a_prev.len());
-        src.extend_from_slice(x);
-        match &extras.recurrent_mask {
-            Some(mask) => src.extend(a_prev.iter().zip(mask).map(|(&a, &m)| a * m)),
-            None => src.extend_from_slice(a_prev),
-        }
-        src
     }
 }
 

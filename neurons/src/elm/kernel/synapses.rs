@@ -2,23 +2,26 @@
 //! batch of steps at once, and each source's gradient gathered from the synapses that
 //! read it.
 
-use super::lanes::{blocks, fma, LANES};
+use super::lanes::{blocks, fma, join, LANES};
 use super::ElmKernel;
 use crate::fused::{cpu, Real};
 
 impl<F: Real> ElmKernel<F> {
     /// Steps per batch of the synapse-weight gradients: their branch gradients and
-    /// sources are kept (about 32 MB) and then contracted neuron by neuron.
+    /// sources are kept and then contracted neuron by neuron. Every neuron reads all the
+    /// batch's sources, so they must stay in cache across the neurons: about 192 KiB of
+    /// sources (with 32 MB, each neuron streamed them from memory again: a fifth of the
+    /// SHD-Adding backward). The count depends on the shape only, never on the threads.
     pub(super) fn w_s_chunk(&self, width: usize) -> usize {
-        let per_step = (self.units * self.branches + self.input + self.units) * width * std::mem::size_of::<F>();
-        ((32 << 20) / per_step.max(1)).max(1)
+        let per_step = (self.input + self.units) * width * std::mem::size_of::<F>();
+        ((192 << 10) / per_step.max(1)).clamp(1, 64)
     }
 
     /// Adds to `w_s` (neuron `n`'s `[k_c]`, unscaled) `Σ_t Σ_b δβ_t[branch(k), b]·src_t[j(k), b]`
-    /// over the steps in `pending` (each its sources `[I + N, W]` and branch gradients
-    /// `[N, branches, W]`). Per-sequence sums stay in lanes over all the steps, so there is
+    /// over the steps in `pending` (each its sources `[I + N, W]` and this neuron's branch
+    /// gradients `[branches, W]`). Per-sequence sums stay in lanes over all the steps, so there is
     /// one horizontal sum per synapse per batch of steps instead of one per step.
-    pub(super) fn synapse_grads(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
+    pub(super) fn synapse_grads(&self, n: usize, width: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
         if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
@@ -29,38 +32,62 @@ impl<F: Real> ElmKernel<F> {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn synapse_grads_avx2(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
+    unsafe fn synapse_grads_avx2(&self, n: usize, width: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
         self.synapse_grads_body(n, width, pending, w_s)
     }
 
     #[inline(always)]
-    fn synapse_grads_body(&self, n: usize, width: usize, pending: &[(Vec<F>, Vec<F>)], w_s: &mut [F]) {
-        let (k_c, nb, syn) = (self.k_c(), width / LANES, self.synapses);
+    fn synapse_grads_body(&self, n: usize, width: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
+        let (k_c, nb, syn, sources) = (self.k_c(), width / LANES, self.synapses, self.input + self.units);
         let idx = &self.connectome[n * k_c..(n + 1) * k_c];
-        let mut acc = vec![[F::zero(); LANES]; k_c * nb];
-        for (src, d_beta) in pending {
-            let (src, d_beta) = (blocks(src), blocks(&d_beta[n * self.branches * width..(n + 1) * self.branches * width]));
-            for br in 0..self.branches {
-                for lb in 0..nb {
-                    let db = d_beta[br * nb + lb];
-                    for k in br * syn..(br + 1) * syn {
-                        // through a local copy: in place, the lanes were not vectorised
-                        let (mut a, x) = (acc[k * nb + lb], src[idx[k] as usize * nb + lb]);
-                        for l in 0..LANES {
-                            a[l] = db[l].mul_add(x[l], a[l]);
+        for &(src, d_beta) in pending {
+            assert!(src.len() == sources * width && d_beta.len() == self.branches * width, "a step's sources and branch gradients");
+        }
+        // synapse by synapse, each summed over the steps in registers (four synapses at a
+        // time: independent chains), then over the lanes: no accumulator goes through memory
+        const { assert!(LANES == 8, "the lane sum below is written for eight lanes") };
+        let lane_sum = |a: &[F; LANES]| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+        for br in 0..self.branches {
+            for lb in 0..nb {
+                let (mut k, end) = (br * syn, (br + 1) * syn);
+                while k + 4 <= end {
+                    let (mut a0, mut a1, mut a2, mut a3) = ([F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES]);
+                    let rows = [idx[k] as usize * nb + lb, idx[k + 1] as usize * nb + lb, idx[k + 2] as usize * nb + lb, idx[k + 3] as usize * nb + lb];
+                    for &(src, d_beta) in pending {
+                        let (src, db) = (blocks(src), &blocks(d_beta)[br * nb + lb]);
+                        // SAFETY: connectome entries are below I + N (`new`), and `src` is
+                        // I + N rows of nb blocks (asserted above)
+                        unsafe {
+                            mul_add_lanes(&mut a0, db, src.get_unchecked(rows[0]));
+                            mul_add_lanes(&mut a1, db, src.get_unchecked(rows[1]));
+                            mul_add_lanes(&mut a2, db, src.get_unchecked(rows[2]));
+                            mul_add_lanes(&mut a3, db, src.get_unchecked(rows[3]));
                         }
-                        acc[k * nb + lb] = a;
                     }
+                    w_s[k] += lane_sum(&a0);
+                    w_s[k + 1] += lane_sum(&a1);
+                    w_s[k + 2] += lane_sum(&a2);
+                    w_s[k + 3] += lane_sum(&a3);
+                    k += 4;
+                }
+                for k in k..end {
+                    let mut a = [F::zero(); LANES];
+                    let row = idx[k] as usize * nb + lb;
+                    for &(src, d_beta) in pending {
+                        mul_add_lanes(&mut a, &blocks(d_beta)[br * nb + lb], &blocks(src)[row]);
+                    }
+                    w_s[k] += lane_sum(&a);
                 }
             }
         }
-        const { assert!(LANES == 8, "the lane sum below is written for eight lanes") };
-        for (k, g) in w_s.iter_mut().enumerate() {
-            for lb in 0..nb {
-                let a = &acc[k * nb + lb];
-                *g += ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-            }
-        }
+    }
+}
+
+/// `acc += a·x` per lane, fused.
+#[inline(always)]
+fn mul_add_lanes<F: Real>(acc: &mut [F; LANES], a: &[F; LANES], x: &[F; LANES]) {
+    for l in 0..LANES {
+        acc[l] = a[l].mul_add(x[l], acc[l]);
     }
 }
 
@@ -83,7 +110,7 @@ pub(super) fn gather_source<F: Real>(acc: &mut [[F; LANES]], synapses: &[(F, u32
             for (u, &(w, row)) in quads.remainder().iter().enumerate() {
                 fma(&mut chains[u], w, &d_beta[row as usize * nb + lb]);
             }
-            *out = std::array::from_fn(|l| (chains[0][l] + chains[1][l]) + (chains[2][l] + chains[3][l]));
+            *out = join(&chains[0], &chains[1], &chains[2], &chains[3]);
         }
     }
     #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,91 @@
+//! Times the fused ELM kernel alone (no tape, loss or optimiser) on a layer's shape:
+//! forward `run` and `backward`, medians of several rounds. A development bench: the
+//! whole training step is `elmlab bench`.
+//!
+//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8] [BATCH] [ROUNDS]`
+//! (threads: `RAYON_NUM_THREADS`).
+
+use elmlab_neurons::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
+use elmlab_neurons::elm::{LayerSpec, MlpActivation};
+use elmlab_neurons::Path;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn spec(task: &str) -> (LayerSpec, usize) {
+    let (units, input, memory, branches, synapses, hidden, steps, high_pass) = match task {
+        "enwik8" => (1024, 204, 15, 50, 15, 30, 100, Some(2.0)),
+        _ => (96, 700, 5, 30, 10, 10, 1000, Some(5.0)),
+    };
+    let spec = LayerSpec {
+        name: "hidden".into(),
+        units,
+        input_width: input,
+        memory,
+        mlp_hidden: hidden,
+        mlp_layers: 1,
+        mlp_activation: MlpActivation::Relu2,
+        branches,
+        synapses_per_branch: synapses,
+        lambda: 5.0,
+        tau_memory: (1.0, 500.0),
+        learn_tau: false,
+        high_pass_tau: high_pass,
+        input_scale: 10.0,
+        relu_output: true,
+        dropout: 0.0,
+        mlp_penalty: 0.002,
+        activity_penalty: 0.2,
+        path: Path::Fused,
+        inputs_need_grad: false,
+    };
+    (spec, steps)
+}
+
+fn uniform(rng: &mut impl Rng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(-scale..scale)).collect()
+}
+
+/// The fastest round: on a shared host the noise only ever adds time.
+fn best(v: Vec<f64>) -> f64 {
+    v.into_iter().fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let task = args.get(1).map(String::as_str).unwrap_or("shd");
+    let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let (spec, steps) = spec(task);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (n, d_m, k_c, inp) = (spec.units, spec.memory, spec.k_c(), spec.input_width);
+    let connectome: Vec<usize> = (0..n * k_c).map(|_| rng.gen_range(0..inp + n)).collect();
+    let kernel = ElmKernel::<f32>::new(&spec, &connectome);
+    let w_s = uniform(&mut rng, n * k_c, 0.05);
+    let mlp: Vec<(Vec<f32>, Vec<f32>)> = spec.mlp_shapes().iter().map(|&(o, i)| (uniform(&mut rng, n * o * i, 0.3), uniform(&mut rng, n * o, 0.1))).collect();
+    let (w_y, b) = (uniform(&mut rng, n * d_m, 0.5), uniform(&mut rng, n, 0.1));
+    let kappa_m: Vec<f32> = (0..n * d_m).map(|i| 0.5 + 0.49 * (i % d_m) as f32 / d_m as f32).collect();
+    let okl: Vec<f32> = kappa_m.iter().map(|k| 1.0 - k).collect();
+    let params = ElmParams { w_s: &w_s, mlp: mlp.iter().map(|(w, b)| (w.as_slice(), b.as_slice())).collect(), w_y: &w_y, b: &b, kappa_m: &kappa_m, one_minus_kappa_lambda: &okl };
+    let inputs: Vec<Vec<f32>> = (0..steps).map(|_| (0..inp * batch).map(|_| if rng.gen::<f32>() < 0.05 { 1.0 } else { 0.0 }).collect()).collect();
+    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let d_out: Vec<Vec<f32>> = (0..steps).map(|_| uniform(&mut rng, n * batch, 0.01)).collect();
+    let (d_m_last, d_e_last, d_abs, d_act) = (vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.002; n * batch], vec![0.0002; n * batch]);
+    let extras = || ElmExtras { mlp_penalty: true, activity_penalty: true, ..Default::default() };
+    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let t0 = Instant::now();
+        let run = kernel.run(&params, &views, vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.0; n * batch], extras());
+        let t1 = Instant::now();
+        let up = ElmUpstream { outputs: &d_out, m_last: &d_m_last, e_last: &d_e_last, abs_delta: Some(&d_abs), activity: Some(&d_act) };
+        let g = kernel.backward(&params, &run, &up, false);
+        let t2 = Instant::now();
+        std::hint::black_box(&g.w_s);
+        if round > 0 {
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+        }
+    }
+    let (f, b) = (best(fwd), best(bwd));
+    let flops = (spec.plan().flops_per_step as f64) * (steps * batch) as f64;
+    println!("{task} batch {batch}, {} threads: forward {:.1} ms ({:.1} GFLOP/s), backward {:.1} ms, per sequence fwd+bwd {:.2} ms", rayon::current_num_threads(), f * 1e3, flops / f / 1e9, b * 1e3, (f + b) / batch as f64 * 1e3);
+}
