@@ -5,9 +5,10 @@
 // Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
-use super::lanes::{blocks, blocks_mut, input_grads, outer_accumulate, pad, padded, sum_lanes, unpad, LANES};
+use super::lanes::{blocks, blocks_mut, outer_accumulate, transposed_product, pad, padded, sum_lanes, unpad, LANES};
 use super::synapses::gather_source;
-use super::{activate_slope, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream, NeuronGrads, NeuronUpstream, Scratch, LECUN_SCALE, LECUN_SLOPE, NEURONS_PER_TASK};
+use super::{activate_slope, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream, NeuronGrads, NeuronUpstream, Scratch, LECUN_SCALE, LECUN_SLOPE};
+use super::neurons_per_piece;
 use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
 
@@ -51,7 +52,8 @@ impl<F: Real> ElmKernel<F> {
         // only the recurrent sources gather when the inputs need no gradient
         let first = if input_grads { 0 } else { inp };
         const SOURCES_PER_PIECE: usize = 16;
-        let (neuron_pieces, source_pieces) = (n.div_ceil(NEURONS_PER_TASK), (inp + n - first).div_ceil(SOURCES_PER_PIECE));
+        let per_piece = neurons_per_piece(n);
+        let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), (inp + n - first).div_ceil(SOURCES_PER_PIECE));
         let (neuron_round, source_round) = (Claims::new(steps, neuron_pieces), Claims::new(steps, source_pieces + neuron_pieces));
         {
             let (g_s, d_m_s, d_e_s) = (Shared::new(&mut grads), Shared::new(&mut d_m_carry), Shared::new(&mut d_e_carry));
@@ -64,7 +66,7 @@ impl<F: Real> ElmKernel<F> {
                     let (slot, src) = ((steps - 1 - t) % chunk, run.sources_at(t));
                     let (m_prev, e_prev) = (run.m_at(t), run.e_at(t));
                     for piece in neuron_round.take(t) {
-                        for i in piece * NEURONS_PER_TASK..n.min((piece + 1) * NEURONS_PER_TASK) {
+                        for i in piece * per_piece..n.min((piece + 1) * per_piece) {
                             // SAFETY: in this round neuron i's carried gradients, parameter
                             // gradients and branch gradients are this piece's alone; the
                             // gradients from later steps were written before the last barrier
@@ -111,8 +113,8 @@ impl<F: Real> ElmKernel<F> {
                             }
                         } else if flush {
                             // the slots 0..=slot hold steps t + slot down to t
-                            let i0 = (piece - source_pieces) * NEURONS_PER_TASK;
-                            for i in i0..n.min(i0 + NEURONS_PER_TASK) {
+                            let i0 = (piece - source_pieces) * per_piece;
+                            for i in i0..n.min(i0 + per_piece) {
                                 // SAFETY: the branch gradients are only read in this round;
                                 // neuron i's synapse-weight gradients are this piece's alone
                                 let (pending, g) = unsafe {
@@ -273,30 +275,19 @@ impl<F: Real> ElmKernel<F> {
                 // row of whole blocks, no horizontal sums (the padding columns' sums, of
                 // whatever the padding holds, are dropped at the end)
                 let ip = padded(i);
+                assert!(s.inputs_t.len() >= LANES * ip && ins.len() >= i * nb);
                 for c in 0..i {
-                    let x = &ins[c * nb + lb];
+                    // SAFETY: c < i ≤ ip, so ln·ip + c < LANES·ip ≤ inputs_t.len(); c·nb + lb <
+                    // i·nb ≤ ins.len() (asserted above)
+                    let x = unsafe { ins.get_unchecked(c * nb + lb) };
                     for ln in 0..LANES {
-                        s.inputs_t[ln * ip + c] = x[ln];
+                        unsafe { *s.inputs_t.get_unchecked_mut(ln * ip + c) = x[ln] };
                     }
                 }
                 outer_accumulate(gw, &s.d_out[..o], &s.inputs_t[..LANES * ip], ip);
                 // d_in = Wᵀ·d_out, eight inputs at a time (independent chains; one input per
                 // chain was bound by the FMA latency); each sum still runs over r in order
-                let mut c0 = 0;
-                while c0 + 8 <= i {
-                    input_grads::<F, 8>(c0, i, o, w, &s.d_out, &mut s.d_in);
-                    c0 += 8;
-                }
-                match i - c0 {
-                    1 => input_grads::<F, 1>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    2 => input_grads::<F, 2>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    3 => input_grads::<F, 3>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    4 => input_grads::<F, 4>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    5 => input_grads::<F, 5>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    6 => input_grads::<F, 6>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    7 => input_grads::<F, 7>(c0, i, o, w, &s.d_out, &mut s.d_in),
-                    _ => {}
-                }
+                transposed_product(i, o, w, &s.d_out, &mut s.d_in);
                 if l > 0 {
                     // through the previous layer's activation
                     let pre = blocks(&s.layer_out[l - 1]);

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::lanes::{affine_layer, blocks, blocks_mut, branch_sums, fma, pad, padded, scaled, LANES};
-use super::{activate, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE, NEURONS_PER_TASK};
+use super::{activate, neurons_per_piece, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE};
 use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
 
@@ -53,20 +53,23 @@ impl<F: Real> ElmKernel<F> {
         assert_eq!(src.len(), (self.input + self.units) * width, "sources [I + N, W]");
         // two blocks of sequences at a time where there are two: each weight is loaded once
         // for both (a block's numbers are the same either way)
+        if nb == 1 {
+            return self.neuron_step_blocks::<1, true>(p, n, nb, 0, src, m_prev, e_prev, s, m, e, a);
+        }
         let mut lb = 0;
         while lb + 2 <= nb {
-            self.neuron_step_blocks::<2>(p, n, nb, lb, src, m_prev, e_prev, s, m, e, a);
+            self.neuron_step_blocks::<2, false>(p, n, nb, lb, src, m_prev, e_prev, s, m, e, a);
             lb += 2;
         }
         if lb < nb {
-            self.neuron_step_blocks::<1>(p, n, nb, lb, src, m_prev, e_prev, s, m, e, a);
+            self.neuron_step_blocks::<1, false>(p, n, nb, lb, src, m_prev, e_prev, s, m, e, a);
         }
     }
 
     /// Neuron `n`'s step for the `G` blocks of sequences from block `lb`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn neuron_step_blocks<const G: usize>(&self, p: &ElmParams<F>, n: usize, nb: usize, lb: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
+    fn neuron_step_blocks<const G: usize, const ONE_BLOCK: bool>(&self, p: &ElmParams<F>, n: usize, nb: usize, lb: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
         let (k_c, d_m, syn) = (self.k_c(), self.memory, self.synapses);
         let w_s = &p.w_s[n * k_c..(n + 1) * k_c];
         let idx = &self.connectome[n * k_c..(n + 1) * k_c];
@@ -82,7 +85,7 @@ impl<F: Real> ElmKernel<F> {
             // SAFETY: every connectome entry is below I + N (`new` counts each into a table
             // of I + N entries), and `src` is I + N rows of `nb` blocks (asserted by the
             // caller), so row·nb + lb + g stays inside it for g < G (lb + G ≤ nb).
-            let sums = unsafe { branch_sums::<F, G>(&w_s[range.clone()], &idx[range], rows, nb) };
+            let sums = unsafe { branch_sums::<F, G, ONE_BLOCK>(&w_s[range.clone()], &idx[range], rows, nb) };
             for g in 0..G {
                 z[br * nb + lb + g] = scaled(&sums[g], self.input_scale);
             }
@@ -97,13 +100,7 @@ impl<F: Real> ElmKernel<F> {
             let (w, bias) = p.mlp[l];
             let (w, bias) = (&w[n * o * i..(n + 1) * o * i], &bias[n * o..(n + 1) * o]);
             let (ins, outs) = (blocks(&s.layer_in[l]), blocks_mut(&mut s.layer_out[l]));
-            // eight accumulators per input column (rows × blocks): independent chains of
-            // multiply-adds keep both FMA units busy (four were bound by the FMA latency)
-            if G == 1 {
-                affine_layer::<F, 8, G>(o, i, w, bias, ins, outs, nb, lb);
-            } else {
-                affine_layer::<F, 4, G>(o, i, w, bias, ins, outs, nb, lb);
-            }
+            affine_layer::<F, G>(o, i, w, bias, ins, outs, nb, lb);
             if l < last {
                 let (outs, next) = (blocks(&s.layer_out[l]), blocks_mut(&mut s.layer_in[l + 1]));
                 for r in 0..o {
@@ -150,7 +147,7 @@ impl<F: Real> ElmKernel<F> {
     }
 
     /// Runs the sequence `inputs` (each `[I, B]`) from `m0, e0, a0`. A team of threads
-    /// claims pieces of [`NEURONS_PER_TASK`] neurons at each step, and one spinning barrier
+    /// claims pieces of a few neurons ([`neurons_per_piece`]) at each step, and one spinning barrier
     /// ends the step (a neuron's step depends on every output of the step before).
     pub fn run(&self, p: &ElmParams<F>, inputs: &[&[F]], m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
         let (n, d_m, inp) = (self.units, self.memory, self.input);
@@ -185,7 +182,8 @@ impl<F: Real> ElmKernel<F> {
         }
         let mut abs_delta = vec![F::zero(); n * w];
         let mut activity = vec![F::zero(); n * w];
-        let pieces = n.div_ceil(NEURONS_PER_TASK);
+        let per_piece = neurons_per_piece(n);
+        let pieces = n.div_ceil(per_piece);
         let claims = Claims::new(steps, pieces);
         {
             let (ms, es, as_) = (Shared::new(&mut m), Shared::new(&mut e), Shared::new(&mut a));
@@ -195,7 +193,7 @@ impl<F: Real> ElmKernel<F> {
                 let mut s = self.scratch(w);
                 for t in 0..steps {
                     for piece in claims.take(t) {
-                        for i in piece * NEURONS_PER_TASK..n.min((piece + 1) * NEURONS_PER_TASK) {
+                        for i in piece * per_piece..n.min((piece + 1) * per_piece) {
                             // SAFETY: step t's sources and states were written before the last
                             // barrier and are only read in this round; the rows of neuron i at
                             // step t + 1 (and its penalty sums) are written by this piece alone.

@@ -57,28 +57,34 @@ pub(super) fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
 }
 
 /// One MLP layer for the `G` blocks of sequences from block `lb`: `out = W·in + bias`,
-/// `R` rows at a time with their `R × G` accumulators in registers over the whole input
+/// a block of rows at a time with their accumulators in registers over the whole input
 /// (each weight loaded once for the `G` blocks). Every row's sum runs over the inputs in
-/// order, whatever `R` and `G`.
+/// order, whatever the blocks.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) fn affine_layer<F: Real, const R: usize, const G: usize>(outputs: usize, inputs: usize, w: &[F], bias: &[F], ins: &[[F; LANES]], outs: &mut [[F; LANES]], nb: usize, lb: usize) {
+pub(super) fn affine_layer<F: Real, const G: usize>(outputs: usize, inputs: usize, w: &[F], bias: &[F], ins: &[[F; LANES]], outs: &mut [[F; LANES]], nb: usize, lb: usize) {
     assert!(w.len() == outputs * inputs && bias.len() == outputs && ins.len() >= inputs * nb && outs.len() >= outputs * nb && lb + G <= nb);
+    // as few blocks of rows as twelve accumulators allow (with the inputs and a weight,
+    // sixteen registers), of nearly equal size: each block is one pass over the inputs
+    // with R·G independent chains, and a small last block (two rows of ten) was bound by
+    // the FMA latency
+    let most = (12 / G).max(1);
+    let passes = outputs.div_ceil(most).max(1);
+    let rows = outputs.div_ceil(passes);
     let mut r0 = 0;
-    while r0 + R <= outputs {
-        affine_rows::<F, R, G>(r0, inputs, w, bias, ins, outs, nb, lb);
-        r0 += R;
+    while r0 < outputs {
+        let r = rows.min(outputs - r0);
+        macro_rules! block {
+            ($($k:literal)*) => {
+                match r {
+                    $($k => affine_rows::<F, $k, G>(r0, inputs, w, bias, ins, outs, nb, lb),)*
+                    _ => unreachable!("at most twelve rows per block"),
+                }
+            };
+        }
+        block!(1 2 3 4 5 6 7 8 9 10 11 12);
+        r0 += r;
     }
-    // the last rows in one block, so that they too run as independent chains
-    macro_rules! rest {
-        ($($k:literal)*) => {
-            match outputs - r0 {
-                $($k if $k < R => affine_rows::<F, $k, G>(r0, inputs, w, bias, ins, outs, nb, lb),)*
-                _ => {}
-            }
-        };
-    }
-    rest!(1 2 3 4 5 6 7);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -111,13 +117,15 @@ fn affine_rows<F: Real, const R: usize, const G: usize>(r0: usize, inputs: usize
 }
 
 /// One branch's sum `Σ_q w_q·src[idx_q]` for the `G` blocks of sequences at `rows`
-/// (a row is `stride` blocks apart from the next), on four chains (synapse q into q mod 4)
+/// (a row is `stride` blocks apart from the next; `ONE_BLOCK`: `stride` is 1), on four chains (synapse q into q mod 4)
 /// joined at the end: one chain was bound by the FMA latency. The same sum for any `G`.
 ///
 /// # Safety
 /// `rows.add(idx_q·stride + g)` must be inside one allocation for every q and g < G.
 #[inline(always)]
-pub(super) unsafe fn branch_sums<F: Real, const G: usize>(w: &[F], idx: &[u32], rows: *const [F; LANES], stride: usize) -> [[F; LANES]; G] {
+pub(super) unsafe fn branch_sums<F: Real, const G: usize, const ONE_BLOCK: bool>(w: &[F], idx: &[u32], rows: *const [F; LANES], stride: usize) -> [[F; LANES]; G] {
+    // with one block per row (a batch of up to eight) the row index needs no multiply
+    let stride = if ONE_BLOCK { 1 } else { stride };
     let len = w.len().min(idx.len());
     // four named chains (not an array indexed in a loop: that ended up in memory)
     let (mut c0, mut c1, mut c2, mut c3) = ([[F::zero(); LANES]; G], [[F::zero(); LANES]; G], [[F::zero(); LANES]; G], [[F::zero(); LANES]; G]);
@@ -166,24 +174,35 @@ pub(super) fn outer_accumulate<F: Real>(gw: &mut [F], d_out: &[[F; LANES]], xt: 
     let vb = ip / LANES;
     for (row, d) in blocks_mut(gw).chunks_exact_mut(vb).zip(d_out) {
         let mut v0 = 0;
-        while v0 < vb {
-            let width = (vb - v0).min(4);
-            let mut acc = [[F::zero(); LANES]; 4];
-            for v in 0..width {
-                acc[v] = row[v0 + v];
-            }
-            for l in 0..LANES {
-                for v in 0..4 {
-                    if v < width {
-                        fma(&mut acc[v], d[l], &xt[l * vb + v0 + v]);
-                    }
-                }
-            }
-            for v in 0..width {
-                row[v0 + v] = acc[v];
-            }
+        while v0 + 4 <= vb {
+            outer_blocks::<F, 4>(row, d, xt, vb, v0);
             v0 += 4;
         }
+        match vb - v0 {
+            1 => outer_blocks::<F, 1>(row, d, xt, vb, v0),
+            2 => outer_blocks::<F, 2>(row, d, xt, vb, v0),
+            3 => outer_blocks::<F, 3>(row, d, xt, vb, v0),
+            _ => {}
+        }
+    }
+}
+
+/// Blocks `v0..v0+V` of one row of [`outer_accumulate`], in registers over the lanes.
+#[inline(always)]
+fn outer_blocks<F: Real, const V: usize>(row: &mut [[F; LANES]], d: &[F; LANES], xt: &[[F; LANES]], vb: usize, v0: usize) {
+    assert!(v0 + V <= vb && row.len() == vb && xt.len() == LANES * vb);
+    let mut acc = [[F::zero(); LANES]; V];
+    for v in 0..V {
+        acc[v] = row[v0 + v];
+    }
+    for l in 0..LANES {
+        for v in 0..V {
+            // SAFETY: l·vb + v0 + v < LANES·vb = xt.len() (asserted above)
+            fma(&mut acc[v], d[l], unsafe { xt.get_unchecked(l * vb + v0 + v) });
+        }
+    }
+    for v in 0..V {
+        row[v0 + v] = acc[v];
     }
 }
 
@@ -207,14 +226,39 @@ pub(super) fn scaled<F: Real>(x: &[F; LANES], k: F) -> [F; LANES] {
     out
 }
 
+/// `d_in = Wᵀ·d_out` for one block of sequences (`W` `[outputs, inputs]`), each sum over
+/// `r` in order: the inputs in as few blocks of at most twelve as there can be, of nearly
+/// equal size (independent chains; a small last block was bound by the FMA latency).
+#[inline(always)]
+pub(super) fn transposed_product<F: Real>(inputs: usize, outputs: usize, w: &[F], d_out: &[[F; LANES]], d_in: &mut [[F; LANES]]) {
+    let passes = inputs.div_ceil(12).max(1);
+    let cols = inputs.div_ceil(passes);
+    let mut c0 = 0;
+    while c0 < inputs {
+        let c = cols.min(inputs - c0);
+        macro_rules! block {
+            ($($k:literal)*) => {
+                match c {
+                    $($k => input_grads::<F, $k>(c0, inputs, outputs, w, d_out, d_in),)*
+                    _ => unreachable!("at most twelve inputs per block"),
+                }
+            };
+        }
+        block!(1 2 3 4 5 6 7 8 9 10 11 12);
+        c0 += c;
+    }
+}
+
 /// `d_in[c0..c0+C] = Σ_r w[r, c]·d_out[r]` for one block of sequences, `r` in order.
 #[inline(always)]
-pub(super) fn input_grads<F: Real, const C: usize>(c0: usize, inputs: usize, outputs: usize, w: &[F], d_out: &[[F; LANES]], d_in: &mut [[F; LANES]]) {
+fn input_grads<F: Real, const C: usize>(c0: usize, inputs: usize, outputs: usize, w: &[F], d_out: &[[F; LANES]], d_in: &mut [[F; LANES]]) {
+    assert!(c0 + C <= inputs && w.len() == outputs * inputs && d_out.len() >= outputs);
     let mut acc = [[F::zero(); LANES]; C];
     for r in 0..outputs {
         let dv = d_out[r];
         for cc in 0..C {
-            fma(&mut acc[cc], w[r * inputs + c0 + cc], &dv);
+            // SAFETY: r·inputs + c0 + cc < outputs·inputs = w.len() (asserted above)
+            fma(&mut acc[cc], unsafe { *w.get_unchecked(r * inputs + c0 + cc) }, &dv);
         }
     }
     d_in[c0..c0 + C].copy_from_slice(&acc);
