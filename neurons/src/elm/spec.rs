@@ -91,11 +91,12 @@ impl LayerSpec {
         LayerPlan { name: self.name.clone(), units: self.units, k_e: self.k_e(), k_c, params: self.units * (k_c + self.k_e()), flops_per_step: (self.units * per_neuron) as u64, activations_per_step: self.activations_per_step() }
     }
 
-    /// Values kept per step and sequence for the backward: the fused layer keeps the state
-    /// (memory, filter, output), the MLP's hidden layers and the update, and its masked
-    /// input; the reference path's tape every intermediate (gathered and weighted synapses,
-    /// branch sums, the MLP's layers, the update and readout). Within 10% of the measured
-    /// peak on the reference configs (README, `elmlab inspect`).
+    /// Values kept per step and sequence for the backward: for the fused layer a bound on
+    /// the state (memory, filter, output), its sources and the per-step output tensors
+    /// (its kernel keeps less since the second speed round: the estimate is 25–40% above
+    /// the measured peaks of the reference configs); the reference path's tape every
+    /// intermediate (gathered and weighted synapses, branch sums, the MLP's layers, the
+    /// update and readout), within 10% of its measured peak (README, `elmlab inspect`).
     pub fn activations_per_step(&self) -> u64 {
         let (n, k_c, d_m) = (self.units, self.k_c(), self.memory);
         if self.path.fused_for(false) {
