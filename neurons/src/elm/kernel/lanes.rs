@@ -56,6 +56,26 @@ pub(super) fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
     }
 }
 
+/// `0..len` in as few consecutive blocks of at most `most` as there can be, of nearly equal
+/// size, as `(start, size)`.
+fn balanced_blocks(len: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+    let size = len.div_ceil(len.div_ceil(most.max(1)).max(1)).max(1);
+    (0..len).step_by(size).map(move |start| (start, size.min(len - start)))
+}
+
+/// Calls `$call` with the const generic `$k` set to the runtime count `$n` (1 to 12).
+macro_rules! twelve_at_most {
+    ($n:expr, |$k:ident| $call:expr) => {
+        twelve_at_most!(@ $n, $k, $call, 1 2 3 4 5 6 7 8 9 10 11 12)
+    };
+    (@ $n:expr, $k:ident, $call:expr, $($v:literal)*) => {
+        match $n {
+            $($v => { const $k: usize = $v; $call })*
+            _ => unreachable!("blocks of at most twelve"),
+        }
+    };
+}
+
 /// One MLP layer for the `G` blocks of sequences from block `lb`: `out = W·in + bias`,
 /// a block of rows at a time with their accumulators in registers over the whole input
 /// (each weight loaded once for the `G` blocks). Every row's sum runs over the inputs in
@@ -68,22 +88,8 @@ pub(super) fn affine_layer<F: Real, const G: usize>(outputs: usize, inputs: usiz
     // sixteen registers), of nearly equal size: each block is one pass over the inputs
     // with R·G independent chains, and a small last block (two rows of ten) was bound by
     // the FMA latency
-    let most = (12 / G).max(1);
-    let passes = outputs.div_ceil(most).max(1);
-    let rows = outputs.div_ceil(passes);
-    let mut r0 = 0;
-    while r0 < outputs {
-        let r = rows.min(outputs - r0);
-        macro_rules! block {
-            ($($k:literal)*) => {
-                match r {
-                    $($k => affine_rows::<F, $k, G>(r0, inputs, w, bias, ins, outs, nb, lb),)*
-                    _ => unreachable!("at most twelve rows per block"),
-                }
-            };
-        }
-        block!(1 2 3 4 5 6 7 8 9 10 11 12);
-        r0 += r;
+    for (r0, r) in balanced_blocks(outputs, (12 / G).max(1)) {
+        twelve_at_most!(r, |R| affine_rows::<F, R, G>(r0, inputs, w, bias, ins, outs, nb, lb));
     }
 }
 
@@ -231,21 +237,8 @@ pub(super) fn scaled<F: Real>(x: &[F; LANES], k: F) -> [F; LANES] {
 /// equal size (independent chains; a small last block was bound by the FMA latency).
 #[inline(always)]
 pub(super) fn transposed_product<F: Real>(inputs: usize, outputs: usize, w: &[F], d_out: &[[F; LANES]], d_in: &mut [[F; LANES]]) {
-    let passes = inputs.div_ceil(12).max(1);
-    let cols = inputs.div_ceil(passes);
-    let mut c0 = 0;
-    while c0 < inputs {
-        let c = cols.min(inputs - c0);
-        macro_rules! block {
-            ($($k:literal)*) => {
-                match c {
-                    $($k => input_grads::<F, $k>(c0, inputs, outputs, w, d_out, d_in),)*
-                    _ => unreachable!("at most twelve inputs per block"),
-                }
-            };
-        }
-        block!(1 2 3 4 5 6 7 8 9 10 11 12);
-        c0 += c;
+    for (c0, c) in balanced_blocks(inputs, 12) {
+        twelve_at_most!(c, |C| input_grads::<F, C>(c0, inputs, outputs, w, d_out, d_in));
     }
 }
 
