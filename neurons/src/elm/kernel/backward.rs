@@ -62,6 +62,8 @@ impl<F: Real> ElmKernel<F> {
             let nb = w / LANES;
             team::run(team::size_for(neuron_pieces.max(source_pieces)), |_, barrier| {
                 let (mut s, mut m_i, mut e_i, mut a_i, mut d_a) = (self.scratch(w), vec![F::zero(); d_m * w], vec![F::zero(); w], vec![F::zero(); w], vec![F::zero(); w]);
+                // the steps a synapse-weight contraction reads (one list per thread, refilled)
+                let mut pending: Vec<(&[F], &[F])> = Vec::with_capacity(chunk);
                 for t in (0..steps).rev() {
                     let (slot, src) = ((steps - 1 - t) % chunk, run.sources_at(t));
                     let (m_prev, e_prev) = (run.m_at(t), run.e_at(t));
@@ -117,11 +119,13 @@ impl<F: Real> ElmKernel<F> {
                             for i in i0..n.min(i0 + per_piece) {
                                 // SAFETY: the branch gradients are only read in this round;
                                 // neuron i's synapse-weight gradients are this piece's alone
-                                let (pending, g) = unsafe {
-                                    let pending: Vec<(&[F], &[F])> = (0..=slot).map(|k| (run.sources_at(t + slot - k), d_beta_s.read(k * slot_len + i * self.branches * w..k * slot_len + (i + 1) * self.branches * w))).collect();
-                                    (pending, &mut g_s.write(i..i + 1)[0])
+                                let g = unsafe {
+                                    pending.extend((0..=slot).map(|k| (run.sources_at(t + slot - k), d_beta_s.read(k * slot_len + i * self.branches * w..k * slot_len + (i + 1) * self.branches * w))));
+                                    &mut g_s.write(i..i + 1)[0]
                                 };
                                 self.synapse_grads(i, w, &pending, &mut g.w_s);
+                                // no slice of the slots may outlive this round (the next one writes them)
+                                pending.clear();
                             }
                         }
                     }
