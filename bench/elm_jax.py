@@ -243,13 +243,13 @@ def bench(cfg):
         infer(params, x).block_until_ready()
         if i:
             infer_s.append(time.perf_counter() - t0)
-    out = {"peer": "jax", "jax": jax.__version__, "task": ARGS.task, "batch": B, "steps_per_sequence": T, "threads": ARGS.threads,
+    out = {"peer": "jax", "jax": jax.__version__, "backend": jax.default_backend(), "task": ARGS.task, "batch": B, "steps_per_sequence": T, "threads": ARGS.threads,
            "params": count(params), "train_step_s": statistics.median(train_s), "infer_batch_s": statistics.median(infer_s),
            "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "loss": float(loss)}
     if ARGS.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{ARGS.task}: {out['params']} parameters, batch {B} x {T} steps, {ARGS.threads} threads: "
+        print(f"{ARGS.task}: {out['params']} parameters, batch {B} x {T} steps, {ARGS.threads} threads, on {out['backend']}: "
               f"training step {out['train_step_s']:.3f} s, inference {out['infer_batch_s']:.3f} s (medians of {ARGS.steps})")
 
 

@@ -14,6 +14,11 @@
 #
 # Usage: scripts/build-cuda.sh            (CUDA_COMPUTE_CAP=90, an H100/H200, by default)
 #        CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   (A100)
+#        scripts/build-cuda.sh --check-kernels
+#          only compiles the fused layers' kernels (neurons/cuda/kernels/*.cu) through
+#          ptxas for sm_80 and sm_90 and prints each kernel's registers, spills and shared
+#          memory; fails on a compile error or a kernel whose launch block (64 threads,
+#          neurons/cuda/src/gpu.rs) would not fit an SM. CI runs this (no GPU needed).
 # Needs: cargo, python3 with venv, gcc, and PyPI (about 100 MB of wheels, once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +45,45 @@ cuda_root=$(echo "$venv"/lib/python3*/site-packages/nvidia/cu13)
 if [ ! -f "$cuda_root/include/cuda.h" ] || [ ! -x "$cuda_root/bin/nvcc" ]; then
     echo "the CUDA wheels did not give $cuda_root/include/cuda.h and bin/nvcc" >&2
     exit 1
+fi
+
+if [ "${1:-}" = "--check-kernels" ]; then
+    block=64  # threads per block, as BLOCK in neurons/cuda/src/gpu.rs
+    status=0
+    for cap in 80 90; do
+        log="$work/ptxas-sm_$cap.log"
+        : >"$log"
+        for source in neurons/cuda/kernels/*.cu; do
+            if ! "$cuda_root/bin/nvcc" --cubin -O3 -arch=sm_$cap -Xptxas -v -o "$work/$(basename "$source" .cu)-sm_$cap.cubin" "$source" >>"$log" 2>&1; then
+                echo "sm_$cap: $source does not compile:" >&2; cat "$log" >&2; exit 1
+            fi
+        done
+        # ptxas prints, per kernel: "Function properties for NAME", then its spills, then
+        # "Used N registers, ... N bytes smem"
+        python3 - "$cap" "$block" "$log" <<'PY' || status=1
+import re, sys
+cap, block, text = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read()
+ok, name, spill = True, None, ""
+for line in text.splitlines():
+    m = re.search(r"Function properties for (\w+)", line)
+    if m:
+        name = m.group(1); continue
+    m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+    if m:
+        spill = f"spills {m.group(1)}/{m.group(2)} B"; continue
+    m = re.search(r"Used (\d+) registers", line)
+    if m and name:
+        regs = int(m.group(1))
+        smem = re.search(r"(\d+) bytes smem", line)
+        smem = int(smem.group(1)) if smem else 0
+        fits = regs * block <= 65536 and regs <= 255 and smem <= 227 * 1024
+        ok &= fits
+        print(f"sm_{cap} {name:<14} {regs:>3} registers, {smem:>6} B shared, {spill or 'no spills'}: {'fits' if fits else 'DOES NOT FIT'} a {block}-thread block")
+        name, spill = None, ""
+sys.exit(0 if ok else 1)
+PY
+    done
+    exit $status
 fi
 
 # 2. The nvidia-smi stand-in: dfdx's build script runs

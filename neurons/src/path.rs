@@ -1,5 +1,5 @@
-//! Which implementation a layer runs: the fused whole-sequence CPU layer or the
-//! op-by-op reference it must equal.
+//! Which implementation a layer runs: the fused whole-sequence layer (CPU kernels, or CUDA
+//! kernels in a CUDA build) or the op-by-op reference it must equal.
 
 use elmlab_core::settings::Choice;
 
@@ -15,19 +15,11 @@ pub enum Path {
 }
 
 /// The doc line of the `path` setting.
-pub const PATH_DOC: &str = "auto/fused: the fused whole-sequence CPU layer; reference: the op-by-op layer (same numbers, slower)";
+pub const PATH_DOC: &str = "auto/fused: the fused whole-sequence layer (the CPU kernel; in a CUDA build, the CUDA kernels); reference: the op-by-op layer (same numbers, slower)";
 
 impl Path {
-    /// Refuses what this build cannot run: the fused layers read CPU buffers.
-    pub fn check(self) -> Result<Self, elmlab_core::error::PluginError> {
-        if self == Path::Fused && cfg!(feature = "cuda") {
-            return Err(elmlab_core::error::PluginError::setting("path", "`fused` is the CPU layer; a CUDA build runs `reference` (or `auto`, which means it there)"));
-        }
-        Ok(self)
-    }
-
     /// Whether a pass runs fused: recording wants the reference's per-step internal states.
     pub fn fused_for(self, recording: bool) -> bool {
-        !cfg!(feature = "cuda") && self != Path::Reference && !recording
+        self != Path::Reference && !recording
     }
 }

@@ -45,6 +45,13 @@ pub struct BenchResult {
     pub infer_gflops: f64,
     /// Peak resident memory of the process (VmHWM), bytes.
     pub peak_memory_bytes: Option<u64>,
+    /// CUDA build: the most GPU memory in use after any timed step, bytes.
+    #[serde(default)]
+    pub peak_device_memory_bytes: Option<u64>,
+    /// CUDA build with `ELMLAB_CUDA_TIMING` set: seconds per training step in each fused
+    /// kernel (each launch waited for), `(kernel, seconds per step)`.
+    #[serde(default)]
+    pub kernel_s_per_step: Vec<(String, f64)>,
 }
 
 pub fn run(registry: &Registry, config: &Path, overrides: &[String], steps: usize, compare: bool, threads: Option<usize>, as_json: bool) -> Result<i32> {
@@ -93,6 +100,8 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
     let network = &mut session.network;
     let mut optimizer = Optimizer::new(&cfg.train.optimizer, &network.params);
     let mut train_times = Vec::with_capacity(steps);
+    let mut device_peak: Option<u64> = None;
+    let mut kernel_start = kernel_time();
     let mut carried: Option<NetworkState> = None;
     // one untimed step first: allocations and caches warm up
     for step in 0..=steps as u64 {
@@ -107,8 +116,12 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         optimizer.update(&mut network.params, &g.grads, cfg.train.optimizer.lr);
         if step > 0 {
             train_times.push(started.elapsed().as_secs_f64());
+        } else {
+            kernel_start = kernel_time();
         }
+        device_peak = device_peak.max(device_memory());
     }
+    let kernel_s_per_step: Vec<(String, f64)> = kernel_time().into_iter().zip(kernel_start).map(|((name, s), (_, s0))| (name, (s - s0) / steps as f64)).filter(|(_, s)| *s > 0.0).collect();
     let mut infer_times = Vec::with_capacity(steps);
     for step in 0..=steps as u64 {
         let batch = batches(step)?;
@@ -141,6 +154,8 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         infer_positions_per_s: positions / infer_s,
         infer_gflops: forward_flops / infer_s / 1e9,
         peak_memory_bytes: peak_memory(),
+        peak_device_memory_bytes: device_peak,
+        kernel_s_per_step,
     })
 }
 
@@ -156,6 +171,22 @@ fn random_batch(step: u64, steps: usize, batch: usize, width: usize, classes: us
     let reads = if loss_at == LossAt::EveryStep { steps } else { 1 };
     let targets = (0..reads * batch).map(|_| rng.gen_range(0..classes)).collect();
     Batch { steps, batch, inputs: Inputs::Dense(inputs), targets, carry: Carry::Fresh }
+}
+
+/// GPU memory in use (CUDA build), bytes.
+fn device_memory() -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    return elmlab_cuda_kernels::gpu::device_memory_in_use();
+    #[cfg(not(feature = "cuda"))]
+    None
+}
+
+/// Seconds spent so far in each fused CUDA kernel (CUDA build, `ELMLAB_CUDA_TIMING`).
+fn kernel_time() -> Vec<(String, f64)> {
+    #[cfg(feature = "cuda")]
+    return elmlab_cuda_kernels::gpu::time_spent().into_iter().map(|(name, s, _)| (name.to_string(), s)).collect();
+    #[cfg(not(feature = "cuda"))]
+    Vec::new()
 }
 
 /// The process's peak resident memory (Linux `VmHWM`).
@@ -181,6 +212,12 @@ fn print_result(r: &BenchResult) {
     );
     println!("  inference:     {:.4} s per batch  ({:.0} time steps×sequences/s, {:.2} GFLOP/s)", r.infer_batch_s, r.infer_positions_per_s, r.infer_gflops);
     println!("  peak memory:   {}", gib(r.peak_memory_bytes));
+    if r.peak_device_memory_bytes.is_some() {
+        println!("  GPU memory:    {} in use at most (the whole device, after each timed step)", gib(r.peak_device_memory_bytes));
+    }
+    for (kernel, s) in &r.kernel_s_per_step {
+        println!("  {kernel}: {:.2} ms per training step", s * 1e3);
+    }
     println!("  (median of {} timed steps after one untimed; GFLOP/s from the model's forward FLOP count, ×3 for training)", r.train_steps);
 }
 

@@ -28,6 +28,12 @@ pub fn device() -> Dev {
     backend::device()
 }
 
+/// The index of the process's GPU, for code that drives it directly (the CUDA kernels).
+#[cfg(feature = "cuda")]
+pub fn cuda_ordinal() -> usize {
+    backend::cuda_ordinal()
+}
+
 /// Checks that this build can compute on `choice` and, for a GPU, starts it, so that a
 /// wrong device is refused before anything runs. Call it before building a model.
 pub fn select_device(choice: DeviceChoice) -> Result<(), DeviceError> {
@@ -99,6 +105,11 @@ mod backend {
             })
             .clone()
         })
+    }
+
+    /// The index of the process's GPU (0 unless `select_device` chose another).
+    pub fn cuda_ordinal() -> usize {
+        *ORDINAL.get_or_init(|| 0)
     }
 
     pub fn select(choice: DeviceChoice) -> Result<(), DeviceError> {

@@ -1,4 +1,5 @@
-//! The ELM layer through the fused kernel (`kernel/`), attached to the tape as one op.
+//! The ELM layer through the fused kernels, attached to the tape as one op: the CPU
+//! kernel (`kernel/`), or in a CUDA build the CUDA kernels (`cuda.rs`), behind [`engine`].
 
 use super::kernel::{ElmExtras, ElmParams, ElmUpstream};
 use super::layer::ElmLayer;
@@ -6,6 +7,7 @@ use crate::fused::tape::{add_grad, detach, finish, grad_of};
 use elmlab_host_ops::take_input;
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::dfdx::tensor::Tape as _;
+use elmlab_core::error::LayerError;
 use elmlab_core::neuron::{LayerState, SequenceOutput};
 use elmlab_core::params::ParamStore;
 use elmlab_core::tensor::{device, matrix, values, Matrix, Tape, Traced};
@@ -13,7 +15,7 @@ use elmlab_core::tensor::{device, matrix, values, Matrix, Tape, Traced};
 impl ElmLayer {
     /// The whole sequence through the fused kernel, attached to the tape as one op.
     /// Returns the layer's results and the penalty sums (`Σ|Δ|`, `Σ relu(a)`, `[N, B]`).
-    pub(super) fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState, extras: ElmExtras<f32>) -> (SequenceOutput, Option<Traced>, Option<Traced>) {
+    pub(super) fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState, extras: ElmExtras<f32>) -> Result<(SequenceOutput, Option<Traced>, Option<Traced>), LayerError> {
         let s = &self.spec;
         let (n, dev) = (s.units, device());
         let mut d = detach(inputs, state);
@@ -37,11 +39,11 @@ impl ElmLayer {
         let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
         let [m0, e0, a0] = [0, 1, 2].map(|i| values(&d.state[i]));
         let kernel = self.kernel.clone();
-        let run = kernel.run(&elm_params(&view(&param_values), &factors), &view(&xs), m0, e0, a0, extras);
+        let run = engine::run(&kernel, &elm_params(&view(&param_values), &factors), &view(&xs), m0, e0, a0, extras).map_err(|problem| LayerError { layer: s.name.clone(), problem })?;
 
         let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
-        let m_last = matrix(&dev, run.memory(run.steps), n * s.memory, batch);
-        let e_last = matrix(&dev, run.high_pass(run.steps), n, batch);
+        let m_last = matrix(&dev, engine::memory_last(&run), n * s.memory, batch);
+        let e_last = matrix(&dev, engine::high_pass_last(&run), n, batch);
         let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta(), n, batch));
         let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
         let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
@@ -54,7 +56,7 @@ impl ElmLayer {
             let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
-            let g = kernel.backward(&elm_params(&view(&param_values), &factors), &run, &up, input_grads);
+            let g = engine::backward(&kernel, &elm_params(&view(&param_values), &factors), &run, &up, input_grads)?;
             let mut param_grads = vec![&g.w_s];
             for (w, b) in &g.mlp {
                 param_grads.extend([w, b]);
@@ -78,7 +80,7 @@ impl ElmLayer {
         // The last output and the state `a` are one tensor, as on the step path.
         let a_last = outputs.last().expect("a non-empty sequence").clone();
         let out = finish(tape, &outputs, vec![m_last, e_last, a_last]);
-        (out, abs_delta.map(|m| m.retaped::<Tape>()), activity.map(|m| m.retaped::<Tape>()))
+        Ok((out, abs_delta.map(|m| m.retaped::<Tape>()), activity.map(|m| m.retaped::<Tape>())))
     }
 }
 
@@ -97,5 +99,57 @@ fn elm_params<'a>(v: &[&'a [f32]], factors: &'a [Vec<f32>; 2]) -> ElmParams<'a, 
         b: v[v.len() - 1],
         kappa_m: &factors[0],
         one_minus_kappa_lambda: &factors[1],
+    }
+}
+
+/// The pass on the CPU kernel.
+#[cfg(not(feature = "cuda"))]
+mod engine {
+    use super::super::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream};
+    use elmlab_host_ops::tape::DevError;
+
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, xs: &[&[f32]], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<ElmRun<f32>, String> {
+        Ok(kernel.run(p, xs, m0, e0, a0, extras))
+    }
+
+    pub fn memory_last(run: &ElmRun<f32>) -> Vec<f32> {
+        run.memory(run.steps)
+    }
+
+    pub fn high_pass_last(run: &ElmRun<f32>) -> Vec<f32> {
+        run.high_pass(run.steps)
+    }
+
+    pub fn backward(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, run: &ElmRun<f32>, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {
+        Ok(kernel.backward(p, run, up, input_grads))
+    }
+}
+
+/// The pass on the CUDA kernels, on this thread's GPU handle.
+#[cfg(feature = "cuda")]
+mod engine {
+    use super::super::cuda::{self, with_gpu, CudaRun};
+    use super::super::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmParams, ElmUpstream};
+    use elmlab_host_ops::tape::DevError;
+    use elmlab_cuda_kernels::gpu::Gpu;
+
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, xs: &[&[f32]], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<CudaRun<Gpu>, String> {
+        with_gpu(|gpu| cuda::run(gpu, kernel, p, xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string()))
+    }
+
+    pub fn memory_last(run: &CudaRun<Gpu>) -> Vec<f32> {
+        run.memory_last()
+    }
+
+    pub fn high_pass_last(run: &CudaRun<Gpu>) -> Vec<f32> {
+        run.high_pass_last()
+    }
+
+    pub fn backward(_: &ElmKernel<f32>, _: &ElmParams<f32>, run: &CudaRun<Gpu>, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {
+        with_gpu(|gpu| cuda::backward(gpu, run, up, input_grads).map_err(|e| e.to_string())).map_err(|e| {
+            // dfdx's error type has no room for words: say them here
+            tracing::error!("the ELM layer's CUDA backward failed: {e}");
+            elmlab_core::dfdx::tensor::CudaError::Driver(cudarc::driver::DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_UNKNOWN))
+        })
     }
 }

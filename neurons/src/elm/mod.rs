@@ -3,8 +3,12 @@
 //! neurons with linear integration; the kernel adds the output map `C → C`.
 //!
 //! `spec`: what sizes a layer and its closed-form count; `layer`: the op-by-op reference
-//! layer; `fused`: the same layer through the hand-written `kernel`.
+//! layer; `fused`: the same layer through the hand-written `kernel` (on the CPU) or the
+//! CUDA kernels (`cuda`, in a CUDA build).
 
+pub mod cuda;
+#[cfg(test)]
+mod cuda_tests;
 mod fused;
 pub mod kernel;
 mod layer;
@@ -76,7 +80,7 @@ pub struct ElmSettings {
     /// strength of the activity penalty (training.md)
     #[setting(default = 0.0, min = 0.0)]
     pub activity_penalty: f64,
-    /// auto/fused: the fused whole-sequence CPU layer; reference: the op-by-op layer (same numbers, slower)
+    /// auto/fused: the fused whole-sequence layer (CPU kernel; CUDA kernels in a CUDA build); reference: the op-by-op layer (same numbers, slower)
     #[setting(default = "auto")]
     pub path: Path,
 }
@@ -130,7 +134,7 @@ impl Elm {
             dropout: s.dropout,
             mlp_penalty: s.mlp_penalty,
             activity_penalty: s.activity_penalty,
-            path: s.path.check()?,
+            path: s.path,
             inputs_need_grad: false,
         };
         Ok(Elm { hidden })

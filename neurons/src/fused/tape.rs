@@ -9,7 +9,36 @@ use elmlab_core::tensor::{Matrix, Tape, Traced};
 use elmlab_core::dfdx::prelude::*;
 use elmlab_host_ops::take_input;
 
+#[cfg(not(feature = "cuda"))]
 pub use elmlab_host_ops::{add_grad, grad_of};
+#[cfg(feature = "cuda")]
+pub use gpu_grads::{add_grad, grad_of};
+
+/// The same two calls on a GPU's gradient buffers, through host copies (the fused CUDA
+/// layers compute on their own buffers; dfdx keeps its tensors' buffers private).
+#[cfg(feature = "cuda")]
+mod gpu_grads {
+    use elmlab_core::dfdx::prelude::*;
+    use elmlab_core::dfdx::tensor::CudaError;
+    use elmlab_core::tensor::Dev;
+    use elmlab_host_ops::tape::{DevError, GradResult, Grads};
+
+    /// The gradient that reached `t` (zeros if none did), as a vector.
+    pub fn grad_of<S: Shape>(grads: &mut Grads, t: &Tensor<S, f32, Dev>) -> Result<Vec<f32>, DevError> {
+        let g = grads.get_or_alloc_mut(t)?;
+        g.device().dtoh_sync_copy(&**g).map_err(CudaError::Driver)
+    }
+
+    /// Adds `values` to the gradient of `t`.
+    pub fn add_grad<S: Shape>(grads: &mut Grads, t: &Tensor<S, f32, Dev>, values: &[f32]) -> GradResult {
+        let g = grads.get_or_alloc_mut(t)?;
+        let dev = g.device();
+        let mut sum = dev.dtoh_sync_copy(&**g).map_err(CudaError::Driver)?;
+        debug_assert_eq!(sum.len(), values.len());
+        sum.iter_mut().zip(values).for_each(|(g, v)| *g += v);
+        dev.htod_sync_copy_into(&sum, &mut **g).map_err(CudaError::Driver)
+    }
+}
 
 /// A sequence's inputs and initial state as plain values, and their merged history.
 pub struct Detached {

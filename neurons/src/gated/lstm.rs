@@ -2,7 +2,7 @@
 //! the step as dfdx ops (the reference) or the whole sequence through `lstm_kernel`.
 
 use super::gated_flops;
-use super::lstm_kernel::{LstmForward, LstmWeights};
+use super::lstm_kernel::LstmWeights;
 use crate::fused::tape::{add_grad, detach, finish_stacked, grad_of};
 use crate::path::Path;
 use elmlab_core::cell::{gate_blocks, pytorch_gates, Cell, CellModel, CellParams, CellParamsMut, CellShape, ParamSpec, B_HH, B_IH, W_HH, W_IH};
@@ -35,7 +35,7 @@ pub struct LstmSettings {
     /// longest dependency (in steps) chrono initialisation prepares for
     #[setting(default = 1000.0, min = 2.0)]
     pub chrono_max: f64,
-    /// auto/fused: the fused whole-sequence CPU layer; reference: the op-by-op layer (same numbers, slower)
+    /// auto/fused: the fused whole-sequence layer (CPU kernel; CUDA kernels in a CUDA build); reference: the op-by-op layer (same numbers, slower)
     #[setting(default = "auto")]
     pub path: Path,
 }
@@ -45,7 +45,7 @@ impl NeuronPlugin for LstmSettings {
     const DOC: &'static str = "LSTM, densely wired, PyTorch layout (weight_ih_l0, ...); gates i, f, g, o";
     fn build(self) -> Result<Box<dyn NeuronModel>, PluginError> {
         let chrono_max = (self.init == LstmInit::Chrono).then_some(self.chrono_max);
-        Ok(Box::new(CellModel::new(LstmCell { forget_bias: self.forget_bias, chrono_max, path: self.path.check()? })))
+        Ok(Box::new(CellModel::new(LstmCell { forget_bias: self.forget_bias, chrono_max, path: self.path })))
     }
 }
 
@@ -126,12 +126,14 @@ impl Cell for LstmCell {
         let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
         let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
         let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
-        let run = LstmForward::run(&weights, h, input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1]));
         let steps = xs.len();
+        let run = engine::run(&weights, h, input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1])).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
         // the outputs as one step-major block [T·H, B]; the state h is h_T again, a tensor
         // of its own whose gradient joins step T's
-        let all = matrix(&dev, run.outputs(), steps * h, batch);
-        let (h_last, c_last) = (matrix(&dev, run.h(steps), h, batch), matrix(&dev, run.c(steps), h, batch));
+        let (outputs, c_last) = engine::results(&run, steps).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
+        let h_last = outputs[(steps - 1) * h * batch..].to_vec();
+        let all = matrix(&dev, outputs, steps * h, batch);
+        let (h_last, c_last) = (matrix(&dev, h_last, h, batch), matrix(&dev, c_last, h, batch));
         let start = d.state;
         let (all_key, h_key, c_key) = (all.clone(), h_last.clone(), c_last.clone());
         let mut tape = d.tape;
@@ -141,7 +143,7 @@ impl Cell for LstmCell {
             d_h[(steps - 1) * h * batch..].iter_mut().zip(&d_h_last).for_each(|(d, e)| *d += e);
             let d_c = grad_of(grads, &c_key)?;
             // an LSTM is its network's first layer: its inputs are data and need no gradients
-            let g = run.backward(&d_h, &d_c, false);
+            let g = engine::backward(&run, &d_h, &d_c)?;
             for (param, grad) in params.iter().zip([&g.w_ih, &g.w_hh, &g.bias, &g.bias]) {
                 add_grad(grads, param, grad)?;
             }
@@ -149,5 +151,66 @@ impl Cell for LstmCell {
             add_grad(grads, &start[1], &g.c0)
         });
         Ok(finish_stacked(tape, &all, vec![h_last, c_last]))
+    }
+}
+
+/// The pass on the CPU kernel.
+#[cfg(not(feature = "cuda"))]
+mod engine {
+    use super::super::lstm_kernel::{LstmForward, LstmGrads, LstmWeights};
+    use elmlab_host_ops::tape::DevError;
+
+    pub type Run = LstmForward<f32>;
+
+    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, xs: &[&[f32]], h0: &[f32], c0: &[f32]) -> Result<Run, String> {
+        Ok(LstmForward::run(w, hidden, input, batch, xs, h0, c0))
+    }
+
+    /// `h_1..h_T` `[T, H, B]` and `c_T`.
+    pub fn results(run: &Run, steps: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+        Ok((run.outputs(), run.c(steps)))
+    }
+
+    /// An LSTM is its network's first layer: its inputs are data and need no gradients.
+    pub fn backward(run: &Run, d_h: &[f32], d_c: &[f32]) -> Result<LstmGrads<f32>, DevError> {
+        Ok(run.backward(d_h, d_c, false))
+    }
+}
+
+/// The pass on the CUDA kernels, on this thread's GPU handle.
+#[cfg(feature = "cuda")]
+mod engine {
+    use super::super::lstm_kernel::{LstmGrads, LstmWeights};
+    use crate::elm::cuda::with_gpu;
+    use elmlab_cuda_kernels::gpu::Gpu;
+    use elmlab_cuda_kernels::{LstmLayerBuffers, LstmSequence};
+    use elmlab_host_ops::tape::DevError;
+
+    pub struct Run {
+        layer: LstmLayerBuffers<Gpu>,
+        sequence: LstmSequence<Gpu>,
+        hidden: usize,
+        input: usize,
+    }
+
+    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, xs: &[&[f32]], h0: &[f32], c0: &[f32]) -> Result<Run, String> {
+        with_gpu(|gpu| {
+            let layer = LstmLayerBuffers::new(gpu, hidden, input, w.w_ih, w.w_hh, w.b_ih, w.b_hh).map_err(|e| e.to_string())?;
+            let sequence = layer.forward(gpu, &xs.concat(), xs.len(), batch, h0, c0).map_err(|e| e.to_string())?;
+            Ok(Run { layer, sequence, hidden, input })
+        })
+    }
+
+    pub fn results(run: &Run, _steps: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+        with_gpu(|gpu| run.sequence.results(gpu, run.hidden, run.input).map_err(|e| e.to_string()))
+    }
+
+    pub fn backward(run: &Run, d_h: &[f32], d_c: &[f32]) -> Result<LstmGrads<f32>, DevError> {
+        let g = with_gpu(|gpu| run.layer.backward(gpu, &run.sequence, d_h, d_c, false).map_err(|e| e.to_string())).map_err(|e| {
+            // dfdx's error type has no room for words: say them here
+            tracing::error!("the LSTM layer's CUDA backward failed: {e}");
+            elmlab_core::dfdx::tensor::CudaError::Driver(cudarc::driver::DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_UNKNOWN))
+        })?;
+        Ok(LstmGrads { w_ih: g.w_ih, w_hh: g.w_hh, bias: g.bias, inputs: Vec::new(), h0: g.h0, c0: g.c0 })
     }
 }

@@ -1,9 +1,11 @@
 //! Densely wired gated baselines in PyTorch's layout and naming (baselines.md): LSTM and
 //! GRU, as cells on the shared block (`elmlab_core::cell`). Weights `weight_ih_l0 [G·H, D]`,
 //! `weight_hh_l0 [G·H, H]`, biases `[G·H]`, gates stacked in PyTorch's order (LSTM: i, f,
-//! g, o; GRU: r, z, n), so weights carry over. The LSTM also has a fused CPU layer
-//! (`lstm_kernel`).
+//! g, o; GRU: r, z, n), so weights carry over. The LSTM also has fused layers: on the CPU
+//! (`lstm_kernel`) and, in a CUDA build, on the GPU (`elmlab_cuda_kernels::lstm`).
 
+#[cfg(test)]
+mod cuda_tests;
 mod gru;
 mod lstm;
 pub mod lstm_kernel;

@@ -280,3 +280,27 @@ struct NeuronUpstream<'a, F> {
     abs_delta: Option<&'a [F]>,
     activity: Option<&'a [F]>,
 }
+
+impl ElmKernel<f32> {
+    /// The layer as the CUDA kernels take it, and its connectome `[N, k_c]`.
+    pub fn cuda_shape(&self) -> (elmlab_cuda_kernels::ElmShape, &[u32]) {
+        use elmlab_cuda_kernels::Activation;
+        let shape = elmlab_cuda_kernels::ElmShape {
+            units: self.units,
+            inputs: self.input,
+            memory: self.memory,
+            branches: self.branches,
+            synapses: self.synapses,
+            mlp: self.mlp.clone(),
+            activation: match self.activation {
+                MlpActivation::Relu2 => Activation::Relu2,
+                MlpActivation::Relu => Activation::Relu,
+                MlpActivation::Silu => Activation::Silu,
+            },
+            relu_output: self.relu_output,
+            kappa_r: self.kappa_r,
+            input_scale: self.input_scale,
+        };
+        (shape, &self.connectome)
+    }
+}

@@ -1,0 +1,51 @@
+//! Compiles the kernels: as host C++ for the tests (`host-shim`), to PTX for a CUDA build
+//! (`cuda`; nvcc from CUDA_ROOT or PATH, the target from CUDA_COMPUTE_CAP as dfdx's own
+//! build reads it).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const KERNELS: &[&str] = &["kernels/portable.h", "kernels/elm.cu", "kernels/lstm.cu", "kernels/host.cpp"];
+/// The kernels compiled to PTX, one module each.
+const MODULES: &[&str] = &["elm", "lstm"];
+
+fn main() {
+    for k in KERNELS {
+        println!("cargo:rerun-if-changed={k}");
+    }
+    for var in ["CUDA_ROOT", "CUDA_COMPUTE_CAP", "ELMLAB_CUDA_TYPECHECK"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    if env::var_os("CARGO_FEATURE_HOST_SHIM").is_some() {
+        cc::Build::new().cpp(true).file("kernels/host.cpp").flag_if_supported("-std=c++17").opt_level(2).warnings(true).compile("elm_host_shim");
+    }
+    if env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        ptx();
+    }
+}
+
+fn ptx() {
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let cap = env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+    println!("cargo:rustc-env=ELMLAB_PTX_COMPUTE_CAP={cap}");
+    let nvcc = env::var_os("CUDA_ROOT").map(|r| Path::new(&r).join("bin/nvcc")).filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("nvcc"));
+    for module in MODULES {
+        let out = out_dir.join(format!("{module}.ptx"));
+        let source = format!("kernels/{module}.cu");
+        let status = Command::new(&nvcc).args(["--ptx", "-O3", &format!("-arch=compute_{cap}"), "-o"]).arg(&out).arg(&source).status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("{} failed on {source} ({s})", nvcc.display()),
+            Err(_) if env::var_os("ELMLAB_CUDA_TYPECHECK").is_some() => {
+                // a type-check of the CUDA build (CI without nvcc): an empty PTX, refused at run time
+                std::fs::write(&out, "").expect("writing the empty PTX");
+            }
+            Err(e) => panic!(
+                "cannot run {} ({e}): a CUDA build compiles its kernels with nvcc; build with scripts/build-cuda.sh, \
+                 or set ELMLAB_CUDA_TYPECHECK=1 for a type-check only",
+                nvcc.display()
+            ),
+        }
+    }
+}
