@@ -3,8 +3,20 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `--version` with the build: CPU, or CUDA and the compute capability its kernels target.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        #[cfg(feature = "cuda")]
+        let build = format!("CUDA build, fused kernels compiled for sm_{} and newer", elmlab_cuda_kernels::gpu::COMPUTE_CAP);
+        #[cfg(not(feature = "cuda"))]
+        let build = "CPU build".to_string();
+        format!("{} ({build})", env!("CARGO_PKG_VERSION"))
+    })
+}
+
 #[derive(Parser, Debug)]
-#[command(name = "elmlab", version, about = "Experiments with recurrent networks of expressive neurons under parameter budgets")]
+#[command(name = "elmlab", version, long_version = long_version(), about = "Experiments with recurrent networks of expressive neurons under parameter budgets")]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -14,7 +14,7 @@ fn main() {
     for k in KERNELS {
         println!("cargo:rerun-if-changed={k}");
     }
-    for var in ["CUDA_ROOT", "CUDA_COMPUTE_CAP", "ELMLAB_CUDA_TYPECHECK"] {
+    for var in ["CUDA_ROOT", "CUDA_COMPUTE_CAP", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if env::var_os("CARGO_FEATURE_HOST_SHIM").is_some() {
@@ -37,15 +37,13 @@ fn ptx() {
         match status {
             Ok(s) if s.success() => {}
             Ok(s) => panic!("{} failed on {source} ({s})", nvcc.display()),
-            Err(_) if env::var_os("ELMLAB_CUDA_TYPECHECK").is_some() => {
-                // a type-check of the CUDA build (CI without nvcc): an empty PTX, refused at run time
+            Err(e) => {
+                // No nvcc: a type-check (`--features cuda,dfdx/ci-check`, which skips dfdx's
+                // own nvcc step too). A real build without nvcc stops at dfdx's build script; the
+                // empty PTX is refused at run time, naming scripts/build-cuda.sh.
+                println!("cargo:warning=cannot run {} ({e}): the CUDA kernels get no PTX (fine for a type-check; build with scripts/build-cuda.sh)", nvcc.display());
                 std::fs::write(&out, "").expect("writing the empty PTX");
             }
-            Err(e) => panic!(
-                "cannot run {} ({e}): a CUDA build compiles its kernels with nvcc; build with scripts/build-cuda.sh, \
-                 or set ELMLAB_CUDA_TYPECHECK=1 for a type-check only",
-                nvcc.display()
-            ),
         }
     }
 }

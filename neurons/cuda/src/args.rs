@@ -154,112 +154,62 @@ impl ElmShape {
         None
     }
 
-    /// The scratch rows and per-sequence sums the kernels index, and their counts.
-    pub(crate) fn layout(&self) -> Layout {
-        let mut rows = 0i32;
-        let mut next = |n: usize| {
-            let at = rows;
-            rows += n as i32;
-            at
+    /// The scratch rows and per-sequence sums the kernels index (in the launch argument,
+    /// with the shape's fields; every address zero), and their counts.
+    pub(crate) fn layout(&self, batch: usize, steps: usize) -> Layout {
+        let mut a = ElmArgs {
+            units: self.units as i32,
+            inputs: self.inputs as i32,
+            memory: self.memory as i32,
+            branches: self.branches as i32,
+            synapses: self.synapses as i32,
+            batch: batch as i32,
+            steps: steps as i32,
+            layers: self.mlp.len() as i32,
+            activation: self.activation as i32,
+            relu_output: self.relu_output as i32,
+            high_pass: self.kappa_r.is_some() as i32,
+            kappa_r: self.kappa_r.unwrap_or(0.0),
+            input_scale: self.input_scale,
+            ..Default::default()
         };
-        let mut l = Layout::default();
-        for (k, &(o, i)) in self.mlp.iter().enumerate() {
-            l.in_row[k] = next(i);
-            l.out_row[k] = next(o);
-            l.dout_row[k] = next(o);
-        }
-        l.din_row = next(self.mlp[0].1);
-        l.mem_row = next(self.memory);
-        l.pre_row = next(1);
-        l.a_row = next(1);
-        l.scratch_rows = rows as usize;
-        let mut acc = 0i32;
-        let mut take = |n: usize| {
-            let at = acc;
-            acc += n as i32;
+        // consecutive rows from a counter
+        fn take(counter: &mut i32, n: usize) -> i32 {
+            let at = *counter;
+            *counter += n as i32;
             at
-        };
-        l.acc_b = take(1);
-        l.acc_w_y = take(self.memory);
-        l.acc_kappa_m = take(self.memory);
-        l.acc_okl = take(self.memory);
-        for (k, &(o, _)) in self.mlp.iter().enumerate() {
-            l.acc_mlp_b[k] = take(o);
         }
-        l.acc_rows = acc as usize;
+        let (mut rows, mut acc) = (0i32, 0i32);
         let (mut w, mut b) = (0usize, 0usize);
         for (k, &(o, i)) in self.mlp.iter().enumerate() {
-            l.w_offset[k] = w as i64;
-            l.b_offset[k] = b as i32;
+            a.layer_out[k] = o as i32;
+            a.layer_in[k] = i as i32;
+            a.in_row[k] = take(&mut rows, i);
+            a.out_row[k] = take(&mut rows, o);
+            a.dout_row[k] = take(&mut rows, o);
+            a.w_offset[k] = w as i64;
+            a.b_offset[k] = b as i32;
             w += self.units * o * i;
             b += self.units * o;
         }
-        l.mlp_w_len = w;
-        l.mlp_b_len = b;
-        l
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct Layout {
-    pub in_row: [i32; MAX_LAYERS],
-    pub out_row: [i32; MAX_LAYERS],
-    pub dout_row: [i32; MAX_LAYERS],
-    pub din_row: i32,
-    pub mem_row: i32,
-    pub pre_row: i32,
-    pub a_row: i32,
-    pub scratch_rows: usize,
-    pub acc_mlp_b: [i32; MAX_LAYERS],
-    pub acc_b: i32,
-    pub acc_w_y: i32,
-    pub acc_kappa_m: i32,
-    pub acc_okl: i32,
-    pub acc_rows: usize,
-    pub w_offset: [i64; MAX_LAYERS],
-    pub b_offset: [i32; MAX_LAYERS],
-    pub mlp_w_len: usize,
-    pub mlp_b_len: usize,
-}
-
-impl ElmArgs {
-    /// The shape's fields and the layout's rows; every address zero (null).
-    pub(crate) fn for_shape(s: &ElmShape, batch: usize, steps: usize) -> Self {
-        let l = s.layout();
-        let mut a = ElmArgs {
-            w_offset: l.w_offset,
-            b_offset: l.b_offset,
-            in_row: l.in_row,
-            out_row: l.out_row,
-            dout_row: l.dout_row,
-            din_row: l.din_row,
-            mem_row: l.mem_row,
-            pre_row: l.pre_row,
-            a_row: l.a_row,
-            acc_mlp_b: l.acc_mlp_b,
-            acc_b: l.acc_b,
-            acc_w_y: l.acc_w_y,
-            acc_kappa_m: l.acc_kappa_m,
-            acc_okl: l.acc_okl,
-            units: s.units as i32,
-            inputs: s.inputs as i32,
-            memory: s.memory as i32,
-            branches: s.branches as i32,
-            synapses: s.synapses as i32,
-            batch: batch as i32,
-            steps: steps as i32,
-            layers: s.mlp.len() as i32,
-            activation: s.activation as i32,
-            relu_output: s.relu_output as i32,
-            high_pass: s.kappa_r.is_some() as i32,
-            kappa_r: s.kappa_r.unwrap_or(0.0),
-            input_scale: s.input_scale,
-            ..Default::default()
-        };
-        for (k, &(o, i)) in s.mlp.iter().enumerate() {
-            a.layer_out[k] = o as i32;
-            a.layer_in[k] = i as i32;
+        a.din_row = take(&mut rows, self.mlp[0].1);
+        a.mem_row = take(&mut rows, self.memory);
+        a.pre_row = take(&mut rows, 1);
+        a.a_row = take(&mut rows, 1);
+        a.acc_b = take(&mut acc, 1);
+        a.acc_w_y = take(&mut acc, self.memory);
+        a.acc_kappa_m = take(&mut acc, self.memory);
+        a.acc_okl = take(&mut acc, self.memory);
+        for (k, &(o, _)) in self.mlp.iter().enumerate() {
+            a.acc_mlp_b[k] = take(&mut acc, o);
         }
-        a
+        Layout { args: a, scratch_rows: rows as usize, acc_rows: acc as usize, mlp_w_len: w }
     }
+}
+
+pub(crate) struct Layout {
+    pub args: ElmArgs,
+    pub scratch_rows: usize,
+    pub acc_rows: usize,
+    pub mlp_w_len: usize,
 }

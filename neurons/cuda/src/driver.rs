@@ -193,7 +193,7 @@ impl<M: Memory> ElmLayerBuffers<M> {
     }
 
     fn args(&self, mem: &M, batch: usize, steps: usize) -> ElmArgs {
-        let mut a = ElmArgs::for_shape(&self.shape, batch, steps);
+        let mut a = self.shape.layout(batch, steps).args;
         a.w_s = mem.address(&self.w_s);
         a.connectome = mem.address(&self.connectome);
         a.mlp_w = mem.address(&self.mlp_w);
@@ -242,7 +242,7 @@ impl<M: Memory> ElmLayerBuffers<M> {
         if t == 0 {
             return Ok(run);
         }
-        let scratch: M::Buf<f32> = mem.zeros(s.layout().scratch_rows * n * b)?;
+        let scratch: M::Buf<f32> = mem.zeros(s.layout(b, t).scratch_rows * n * b)?;
         let barrier: M::Buf<u32> = mem.zeros(2)?;
         let mut a = self.sequence_args(mem, &run);
         a.scratch = mem.address(&scratch);
@@ -277,7 +277,7 @@ impl<M: Memory> ElmLayerBuffers<M> {
         for v in [up.abs_delta, up.activity].into_iter().flatten() {
             check("penalty gradient", v.len(), n * b)?;
         }
-        let layout = s.layout();
+        let layout = s.layout(b, t);
         let items = n * b;
         let d_outputs = mem.upload(up.outputs)?;
         let up_abs = up.abs_delta.map(|v| mem.upload(v)).transpose()?;
@@ -330,22 +330,22 @@ impl<M: Memory> ElmLayerBuffers<M> {
             .iter()
             .enumerate()
             .map(|(k, &(o, i))| {
-                let w0 = layout.w_offset[k] as usize;
-                (g_mlp_w[w0..w0 + n * o * i].to_vec(), sum_rows(layout.acc_mlp_b[k], o))
+                let w0 = layout.args.w_offset[k] as usize;
+                (g_mlp_w[w0..w0 + n * o * i].to_vec(), sum_rows(layout.args.acc_mlp_b[k], o))
             })
             .collect();
         let kappa = run.kappa_grads;
         Ok(Grads {
             w_s: mem.download(&g_w_s)?.iter().map(|&v| v * s.input_scale).collect(),
             mlp,
-            w_y: sum_rows(layout.acc_w_y, d_m),
-            b: sum_rows(layout.acc_b, 1),
+            w_y: sum_rows(layout.args.acc_w_y, d_m),
+            b: sum_rows(layout.args.acc_b, 1),
             inputs: if input_grads { mem.download(&d_x)? } else { Vec::new() },
             m0: mem.download(&d_m_carry)?,
             e0: mem.download(&d_e)?,
             a0: mem.download(&d_later)?,
-            kappa_m: if kappa { sum_rows(layout.acc_kappa_m, d_m) } else { Vec::new() },
-            one_minus_kappa_lambda: if kappa { sum_rows(layout.acc_okl, d_m) } else { Vec::new() },
+            kappa_m: if kappa { sum_rows(layout.args.acc_kappa_m, d_m) } else { Vec::new() },
+            one_minus_kappa_lambda: if kappa { sum_rows(layout.args.acc_okl, d_m) } else { Vec::new() },
         })
     }
 }

@@ -54,7 +54,7 @@ impl Gpu {
     /// Loads the kernels on GPU `ordinal`; refuses a GPU the PTX cannot run on.
     pub fn new(ordinal: usize) -> Result<Self, KernelError> {
         if PTX.iter().any(|(_, ptx)| ptx.is_empty()) {
-            return Err(KernelError::Unsupported("this binary holds no kernel PTX (a type-check build): build it with scripts/build-cuda.sh".into()));
+            return Err(KernelError::Unsupported("this binary holds no kernel PTX (nvcc was not found when it was built): build it with scripts/build-cuda.sh".into()));
         }
         let dev = CudaDevice::new(ordinal).map_err(driver("starting the GPU"))?;
         let attr = |a| dev.attribute(a).map_err(driver("reading the GPU's attributes"));
