@@ -107,17 +107,3 @@ pub fn backward<M: Memory>(mem: &M, run: &CudaRun<M>, up: &ElmUpstream<f32>, inp
     })
 }
 
-/// Runs `f` with this thread's handle on the process's GPU (loaded once per thread: the
-/// driver's module and function handles are per thread here, as dfdx's device is).
-#[cfg(feature = "cuda")]
-pub fn with_gpu<T>(f: impl FnOnce(&elmlab_cuda_kernels::gpu::Gpu) -> Result<T, String>) -> Result<T, String> {
-    use elmlab_cuda_kernels::gpu::Gpu;
-    use std::cell::OnceCell;
-    thread_local! {
-        static GPU: OnceCell<Result<Gpu, String>> = const { OnceCell::new() };
-    }
-    GPU.with(|cell| match cell.get_or_init(|| Gpu::new(elmlab_core::tensor::cuda_ordinal()).map_err(|e| e.to_string())) {
-        Ok(gpu) => f(gpu),
-        Err(e) => Err(e.clone()),
-    })
-}

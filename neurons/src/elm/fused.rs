@@ -41,9 +41,9 @@ impl ElmLayer {
         let kernel = self.kernel.clone();
         let run = engine::run(&kernel, &elm_params(&view(&param_values), &factors), &view(&xs), m0, e0, a0, extras).map_err(|problem| LayerError { layer: s.name.clone(), problem })?;
 
-        let outputs: Vec<Matrix> = (1..=run.steps).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
-        let m_last = matrix(&dev, engine::memory_last(&run), n * s.memory, batch);
-        let e_last = matrix(&dev, engine::high_pass_last(&run), n, batch);
+        let outputs: Vec<Matrix> = (1..=run.steps()).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
+        let m_last = matrix(&dev, run.memory_last(), n * s.memory, batch);
+        let e_last = matrix(&dev, run.high_pass_last(), n, batch);
         let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta(), n, batch));
         let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
         let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
@@ -102,54 +102,78 @@ fn elm_params<'a>(v: &[&'a [f32]], factors: &'a [Vec<f32>; 2]) -> ElmParams<'a, 
     }
 }
 
-/// The pass on the CPU kernel.
-#[cfg(not(feature = "cuda"))]
+/// The pass on the CPU kernel, or on the CUDA kernels where they are selected
+/// (`fused::kernels`: always in a CUDA build; on the host shim when a test asks).
 mod engine {
     use super::super::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream};
+    #[cfg(any(test, feature = "cuda"))]
+    use crate::fused::kernels;
     use elmlab_host_ops::tape::DevError;
 
-    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, xs: &[&[f32]], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<ElmRun<f32>, String> {
-        Ok(kernel.run(p, xs, m0, e0, a0, extras))
+    pub enum Run {
+        Cpu(ElmRun<f32>),
+        #[cfg(any(test, feature = "cuda"))]
+        Kernels(super::super::cuda::CudaRun<kernels::KernelDevice>),
     }
 
-    pub fn memory_last(run: &ElmRun<f32>) -> Vec<f32> {
-        run.memory(run.steps)
+    impl Run {
+        pub fn steps(&self) -> usize {
+            match self {
+                Run::Cpu(r) => r.steps,
+                #[cfg(any(test, feature = "cuda"))]
+                Run::Kernels(r) => r.steps,
+            }
+        }
+        pub fn output(&self, t: usize) -> Vec<f32> {
+            match self {
+                Run::Cpu(r) => r.output(t),
+                #[cfg(any(test, feature = "cuda"))]
+                Run::Kernels(r) => r.output(t),
+            }
+        }
+        pub fn memory_last(&self) -> Vec<f32> {
+            match self {
+                Run::Cpu(r) => r.memory(r.steps),
+                #[cfg(any(test, feature = "cuda"))]
+                Run::Kernels(r) => r.memory_last(),
+            }
+        }
+        pub fn high_pass_last(&self) -> Vec<f32> {
+            match self {
+                Run::Cpu(r) => r.high_pass(r.steps),
+                #[cfg(any(test, feature = "cuda"))]
+                Run::Kernels(r) => r.high_pass_last(),
+            }
+        }
+        pub fn abs_delta(&self) -> Vec<f32> {
+            match self {
+                Run::Cpu(r) => r.abs_delta(),
+                #[cfg(any(test, feature = "cuda"))]
+                Run::Kernels(r) => r.abs_delta(),
+            }
+        }
+        pub fn activity(&self) -> Vec<f32> {
+            match self {
+                Run::Cpu(r) => r.activity(),
+                #[cfg(any(test, feature = "cuda"))]
+                Run::Kernels(r) => r.activity(),
+            }
+        }
     }
 
-    pub fn high_pass_last(run: &ElmRun<f32>) -> Vec<f32> {
-        run.high_pass(run.steps)
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, xs: &[&[f32]], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
+        #[cfg(any(test, feature = "cuda"))]
+        if kernels::selected() {
+            return kernels::with_kernels(|device| super::super::cuda::run(device, kernel, p, xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string())).map(Run::Kernels);
+        }
+        Ok(Run::Cpu(kernel.run(p, xs, m0, e0, a0, extras)))
     }
 
-    pub fn backward(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, run: &ElmRun<f32>, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {
-        Ok(kernel.backward(p, run, up, input_grads))
-    }
-}
-
-/// The pass on the CUDA kernels, on this thread's GPU handle.
-#[cfg(feature = "cuda")]
-mod engine {
-    use super::super::cuda::{self, with_gpu, CudaRun};
-    use super::super::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmParams, ElmUpstream};
-    use elmlab_host_ops::tape::DevError;
-    use elmlab_cuda_kernels::gpu::Gpu;
-
-    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, xs: &[&[f32]], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<CudaRun<Gpu>, String> {
-        with_gpu(|gpu| cuda::run(gpu, kernel, p, xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string()))
-    }
-
-    pub fn memory_last(run: &CudaRun<Gpu>) -> Vec<f32> {
-        run.memory_last()
-    }
-
-    pub fn high_pass_last(run: &CudaRun<Gpu>) -> Vec<f32> {
-        run.high_pass_last()
-    }
-
-    pub fn backward(_: &ElmKernel<f32>, _: &ElmParams<f32>, run: &CudaRun<Gpu>, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {
-        with_gpu(|gpu| cuda::backward(gpu, run, up, input_grads).map_err(|e| e.to_string())).map_err(|e| {
-            // dfdx's error type has no room for words: say them here
-            tracing::error!("the ELM layer's CUDA backward failed: {e}");
-            elmlab_core::dfdx::tensor::CudaError::Driver(cudarc::driver::DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_UNKNOWN))
-        })
+    pub fn backward(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, run: &Run, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {
+        match run {
+            Run::Cpu(r) => Ok(kernel.backward(p, r, up, input_grads)),
+            #[cfg(any(test, feature = "cuda"))]
+            Run::Kernels(r) => kernels::with_kernels(|device| super::super::cuda::backward(device, r, up, input_grads).map_err(|e| e.to_string())).map_err(|e| kernels::backward_failed("ELM", e)),
+        }
     }
 }

@@ -317,3 +317,20 @@ fn fast_f32_tanh_is_within_f32_rounding_of_tanh() {
     }
     assert!(worst_abs < 2e-7 && worst_rel < 2e-6, "abs {worst_abs:e}, rel {worst_rel:e}");
 }
+
+/// The CUDA kernels, compiled as host C++ (`fused::kernels`), behind the same fused ops as
+/// on a GPU: whole networks against the reference layers (both batches, carried state with
+/// a reset, dropout, penalties, evaluation), so that what surrounds the kernels in a CUDA
+/// build (inputs, outputs, gradients on the tape) is checked without a GPU.
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn cuda_kernels_on_the_host_shim_equal_the_reference_in_whole_networks() {
+    use crate::fused::kernels::on_host_kernels;
+    on_host_kernels(|| {
+        assert_paths_equal("elm", &small_elm(&[]), 5, 3);
+        assert_paths_equal("elm", &small_elm(&[("mlp_layers", json!(2)), ("mlp_activation", json!("silu"))]), 5, 3);
+        assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.3)), ("mlp_penalty", json!(0.05)), ("activity_penalty", json!(0.1))]), 6, 10);
+        assert_paths_equal("elm", &small_elm(&[("high_pass_tau", Value::Null), ("activation", json!("identity")), ("learn_tau", json!(true))]), 5, 2);
+        assert_paths_equal("lstm", &[("forget_bias", json!(1.0))], 7, 3);
+    });
+}

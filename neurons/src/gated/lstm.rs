@@ -154,63 +154,50 @@ impl Cell for LstmCell {
     }
 }
 
-/// The pass on the CPU kernel.
-#[cfg(not(feature = "cuda"))]
+/// The pass on the CPU kernel, or on the CUDA kernels where they are selected
+/// (`fused::kernels`: always in a CUDA build; on the host shim when a test asks).
 mod engine {
     use super::super::lstm_kernel::{LstmForward, LstmGrads, LstmWeights};
+    #[cfg(any(test, feature = "cuda"))]
+    use crate::fused::kernels;
     use elmlab_host_ops::tape::DevError;
 
-    pub type Run = LstmForward<f32>;
+    pub enum Run {
+        Cpu(LstmForward<f32>),
+        #[cfg(any(test, feature = "cuda"))]
+        Kernels { layer: elmlab_cuda_kernels::LstmLayerBuffers<kernels::KernelDevice>, sequence: elmlab_cuda_kernels::LstmSequence<kernels::KernelDevice>, hidden: usize, input: usize },
+    }
 
     pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, xs: &[&[f32]], h0: &[f32], c0: &[f32]) -> Result<Run, String> {
-        Ok(LstmForward::run(w, hidden, input, batch, xs, h0, c0))
+        #[cfg(any(test, feature = "cuda"))]
+        if kernels::selected() {
+            return kernels::with_kernels(|device| {
+                let layer = elmlab_cuda_kernels::LstmLayerBuffers::new(device, hidden, input, w.w_ih, w.w_hh, w.b_ih, w.b_hh).map_err(|e| e.to_string())?;
+                let sequence = layer.forward(device, &xs.concat(), xs.len(), batch, h0, c0).map_err(|e| e.to_string())?;
+                Ok(Run::Kernels { layer, sequence, hidden, input })
+            });
+        }
+        Ok(Run::Cpu(LstmForward::run(w, hidden, input, batch, xs, h0, c0)))
     }
 
     /// `h_1..h_T` `[T, H, B]` and `c_T`.
     pub fn results(run: &Run, steps: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
-        Ok((run.outputs(), run.c(steps)))
+        match run {
+            Run::Cpu(r) => Ok((r.outputs(), r.c(steps))),
+            #[cfg(any(test, feature = "cuda"))]
+            Run::Kernels { sequence, hidden, input, .. } => kernels::with_kernels(|device| sequence.results(device, *hidden, *input).map_err(|e| e.to_string())),
+        }
     }
 
     /// An LSTM is its network's first layer: its inputs are data and need no gradients.
     pub fn backward(run: &Run, d_h: &[f32], d_c: &[f32]) -> Result<LstmGrads<f32>, DevError> {
-        Ok(run.backward(d_h, d_c, false))
-    }
-}
-
-/// The pass on the CUDA kernels, on this thread's GPU handle.
-#[cfg(feature = "cuda")]
-mod engine {
-    use super::super::lstm_kernel::{LstmGrads, LstmWeights};
-    use crate::elm::cuda::with_gpu;
-    use elmlab_cuda_kernels::gpu::Gpu;
-    use elmlab_cuda_kernels::{LstmLayerBuffers, LstmSequence};
-    use elmlab_host_ops::tape::DevError;
-
-    pub struct Run {
-        layer: LstmLayerBuffers<Gpu>,
-        sequence: LstmSequence<Gpu>,
-        hidden: usize,
-        input: usize,
-    }
-
-    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, xs: &[&[f32]], h0: &[f32], c0: &[f32]) -> Result<Run, String> {
-        with_gpu(|gpu| {
-            let layer = LstmLayerBuffers::new(gpu, hidden, input, w.w_ih, w.w_hh, w.b_ih, w.b_hh).map_err(|e| e.to_string())?;
-            let sequence = layer.forward(gpu, &xs.concat(), xs.len(), batch, h0, c0).map_err(|e| e.to_string())?;
-            Ok(Run { layer, sequence, hidden, input })
-        })
-    }
-
-    pub fn results(run: &Run, _steps: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
-        with_gpu(|gpu| run.sequence.results(gpu, run.hidden, run.input).map_err(|e| e.to_string()))
-    }
-
-    pub fn backward(run: &Run, d_h: &[f32], d_c: &[f32]) -> Result<LstmGrads<f32>, DevError> {
-        let g = with_gpu(|gpu| run.layer.backward(gpu, &run.sequence, d_h, d_c, false).map_err(|e| e.to_string())).map_err(|e| {
-            // dfdx's error type has no room for words: say them here
-            tracing::error!("the LSTM layer's CUDA backward failed: {e}");
-            elmlab_core::dfdx::tensor::CudaError::Driver(cudarc::driver::DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_UNKNOWN))
-        })?;
-        Ok(LstmGrads { w_ih: g.w_ih, w_hh: g.w_hh, bias: g.bias, inputs: Vec::new(), h0: g.h0, c0: g.c0 })
+        match run {
+            Run::Cpu(r) => Ok(r.backward(d_h, d_c, false)),
+            #[cfg(any(test, feature = "cuda"))]
+            Run::Kernels { layer, sequence, .. } => {
+                let g = kernels::with_kernels(|device| layer.backward(device, sequence, d_h, d_c, false).map_err(|e| e.to_string())).map_err(|e| kernels::backward_failed("LSTM", e))?;
+                Ok(LstmGrads { w_ih: g.w_ih, w_hh: g.w_hh, bias: g.bias, inputs: Vec::new(), h0: g.h0, c0: g.c0 })
+            }
+        }
     }
 }
