@@ -45,7 +45,7 @@ pub struct BenchResult {
     pub infer_gflops: f64,
     /// Peak resident memory of the process (VmHWM), bytes.
     pub peak_memory_bytes: Option<u64>,
-    /// CUDA build: the most GPU memory in use after any timed step, bytes.
+    /// CUDA build: the most GPU memory in use after any training step, bytes.
     #[serde(default)]
     pub peak_device_memory_bytes: Option<u64>,
     /// CUDA build with `ELMLAB_CUDA_TIMING` set: seconds per training step in each fused
@@ -101,7 +101,8 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
     let mut optimizer = Optimizer::new(&cfg.train.optimizer, &network.params);
     let mut train_times = Vec::with_capacity(steps);
     let mut device_peak: Option<u64> = None;
-    let mut kernel_start = kernel_time();
+    // the kernels' times once the untimed step is done
+    let mut kernel_start = Vec::new();
     let mut carried: Option<NetworkState> = None;
     // one untimed step first: allocations and caches warm up
     for step in 0..=steps as u64 {
@@ -213,7 +214,7 @@ fn print_result(r: &BenchResult) {
     println!("  inference:     {:.4} s per batch  ({:.0} time steps×sequences/s, {:.2} GFLOP/s)", r.infer_batch_s, r.infer_positions_per_s, r.infer_gflops);
     println!("  peak memory:   {}", gib(r.peak_memory_bytes));
     if r.peak_device_memory_bytes.is_some() {
-        println!("  GPU memory:    {} in use at most (the whole device, after each timed step)", gib(r.peak_device_memory_bytes));
+        println!("  GPU memory:    {} in use at most (the whole device, after each training step)", gib(r.peak_device_memory_bytes));
     }
     for (kernel, s) in &r.kernel_s_per_step {
         println!("  {kernel}: {:.2} ms per training step", s * 1e3);

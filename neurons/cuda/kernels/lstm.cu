@@ -13,7 +13,8 @@
 struct LstmArgs {
     const float *w;     // [4H, I + H], rows unit-major
     const float *bias;  // [4H], b_ih + b_hh, unit-major
-    float *xh;          // [T + 1, I + H, B]: x_t (given) and h_t (h_0 given, h_1.. written)
+    const float *x;     // [T, I, B]
+    float *hs;          // [T + 1, H, B]: h_0 given, h_1.. written
     float *cs;          // [T + 1, H, B]: c_0 given
     float *gates;       // [T, 4H, B]: the input product, then the activations
     // backward
@@ -36,7 +37,7 @@ DEV void input_product(const LstmArgs &p, long long work) {
     const long long per_step = 4LL * H * B;
     const int t = (int)(work / per_step), r = (int)(work % per_step / B), b = (int)(work % B);
     float sum = CONST_LOAD(p.bias[r]);
-    const float *x = p.xh + (long long)t * K * B;
+    const float *x = p.x + (long long)t * I * B;
     UNROLL4
     for (int c = 0; c < I; ++c) sum += CONST_LOAD(p.w[(long long)r * K + c]) * CONST_LOAD(x[(long long)c * B + b]);
     p.gates[(long long)t * per_step + (long long)r * B + b] = sum;
@@ -46,7 +47,7 @@ DEV void input_product(const LstmArgs &p, long long work) {
 DEV void forward_item(const LstmArgs &p, int t, long long item) {
     const int H = p.hidden, I = p.inputs, B = p.batch, K = I + H;
     const int u = (int)(item / B), b = (int)(item % B);
-    const float *h = p.xh + (long long)t * K * B + (long long)I * B;
+    const float *h = p.hs + (long long)t * H * B;
     float *g = p.gates + (long long)t * 4 * H * B;
     float act[4];
     for (int k = 0; k < 4; ++k) {
@@ -60,7 +61,7 @@ DEV void forward_item(const LstmArgs &p, int t, long long item) {
     }
     float c = act[1] * p.cs[((long long)t * H + u) * B + b] + act[0] * act[2];
     p.cs[((long long)(t + 1) * H + u) * B + b] = c;
-    p.xh[(long long)(t + 1) * K * B + (long long)(I + u) * B + b] = act[3] * tanh(c);
+    p.hs[((long long)(t + 1) * H + u) * B + b] = act[3] * tanh(c);
 }
 
 // Σ_r W_hh[r][u] · δ[r][b] over the 4H gate rows of one step's δ.
@@ -112,11 +113,14 @@ DEV void after_loop(const LstmArgs &p, long long work) {
         float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int t = 0; t < T; ++t) {
             const float *d = p.d_pre + (long long)t * gb;
-            const float *xh = p.xh + (long long)t * K * B;
             for (int b = 0; b < B; ++b) {
                 float dv[4], xv[4];
                 for (int k = 0; k < 4; ++k) dv[k] = SHARED_LOAD(d[(long long)(r0 + k) * B + b]);
-                for (int k = 0; k < 4; ++k) xv[k] = c0 + k < K ? CONST_LOAD(xh[(long long)(c0 + k) * B + b]) : 0.0f;
+                for (int k = 0; k < 4; ++k) {
+                    // column c of [x_t ; h_t]
+                    const int c = c0 + k;
+                    xv[k] = c >= K ? 0.0f : c < I ? CONST_LOAD(p.x[((long long)t * I + c) * B + b]) : CONST_LOAD(p.hs[((long long)t * H + c - I) * B + b]);
+                }
                 for (int r = 0; r < 4; ++r) {
                     for (int c = 0; c < 4; ++c) acc[r][c] += dv[r] * xv[c];
                     if (c0 == 0) bias[r] += dv[r];

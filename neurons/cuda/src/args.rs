@@ -80,7 +80,8 @@ pub struct ElmArgs {
 pub struct LstmArgs {
     pub w: u64,
     pub bias: u64,
-    pub xh: u64,
+    pub x: u64,
+    pub hs: u64,
     pub cs: u64,
     pub gates: u64,
     pub d_h: u64,

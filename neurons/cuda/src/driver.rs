@@ -52,6 +52,8 @@ pub trait Memory {
     fn upload<T: Element>(&self, values: &[T]) -> Result<Self::Buf<T>, KernelError>;
     fn zeros<T: Element>(&self, len: usize) -> Result<Self::Buf<T>, KernelError>;
     fn download<T: Element>(&self, buf: &Self::Buf<T>) -> Result<Vec<T>, KernelError>;
+    /// Elements `range` of the buffer.
+    fn download_range<T: Element>(&self, buf: &Self::Buf<T>, range: std::ops::Range<usize>) -> Result<Vec<T>, KernelError>;
     /// The buffer's address as the kernels take it (writable through it).
     fn address<T: Element>(&self, buf: &Self::Buf<T>) -> u64;
     /// Runs `kernel` on `args` (the argument type it takes, [`Kernel::takes`]).
@@ -84,6 +86,34 @@ pub struct ForwardInputs<'a> {
     pub mlp_penalty: bool,
     pub activity_penalty: bool,
     pub kappa_grads: bool,
+}
+
+/// A layer's connectome `[N, k_c]` into `[inputs ; previous outputs]` and its inverse: for
+/// each source `j`, the synapses `n·k_c + k` that read it, ascending
+/// (`inverse[inverse_start[j]..inverse_start[j + 1]]`), as the CPU kernel keeps them.
+pub struct ElmWiring<'a> {
+    pub connectome: &'a [u32],
+    pub inverse_start: &'a [u32],
+    pub inverse: &'a [u32],
+}
+
+impl ElmWiring<'_> {
+    /// Every index the kernels follow stays inside its table.
+    fn check(&self, synapses: usize, sources: usize) -> Result<(), KernelError> {
+        check("connectome", self.connectome.len(), synapses)?;
+        check("inverted connectome", self.inverse.len(), synapses)?;
+        check("inverted connectome's starts", self.inverse_start.len(), sources + 1)?;
+        if let Some(&j) = self.connectome.iter().find(|&&j| j as usize >= sources) {
+            return Err(KernelError::Shape(format!("connectome entry {j} is not below the {sources} sources")));
+        }
+        if let Some(&v) = self.inverse.iter().find(|&&v| v as usize >= synapses) {
+            return Err(KernelError::Shape(format!("inverted connectome entry {v} is not below the {synapses} synapses")));
+        }
+        if let Some(&v) = self.inverse_start.iter().find(|&&v| v as usize > synapses) {
+            return Err(KernelError::Shape(format!("inverted connectome start {v} is beyond the {synapses} synapses")));
+        }
+        Ok(())
+    }
 }
 
 /// The gradients the backward pass starts from.
@@ -130,6 +160,9 @@ pub struct ElmLayerBuffers<M: Memory> {
 pub struct ElmSequence<M: Memory> {
     pub steps: usize,
     pub batch: usize,
+    /// One step's `m` (`N·d_m·B`) and `e` or `a` (`N·B`).
+    memory_len: usize,
+    state_len: usize,
     x: M::Buf<f32>,
     m: M::Buf<f32>,
     e: M::Buf<f32>,
@@ -142,17 +175,14 @@ pub struct ElmSequence<M: Memory> {
 }
 
 impl<M: Memory> ElmLayerBuffers<M> {
-    /// Checks the shapes (a mismatch is an error with the numbers, never a bad read) and
-    /// uploads the connectome `[N, k_c]` and the parameters.
-    pub fn new(mem: &M, shape: &ElmShape, connectome: &[u32], p: &ElmModel) -> Result<Self, KernelError> {
+    /// Checks the shapes and the wiring (a mismatch is an error with the numbers, never a
+    /// bad read) and uploads the wiring and the parameters.
+    pub fn new(mem: &M, shape: &ElmShape, wiring: &ElmWiring, p: &ElmModel) -> Result<Self, KernelError> {
         if let Some(why) = shape.unsupported() {
             return Err(KernelError::Unsupported(why));
         }
         let (n, k_c, d_m, sources) = (shape.units, shape.k_c(), shape.memory, shape.inputs + shape.units);
-        check("connectome", connectome.len(), n * k_c)?;
-        if let Some(&j) = connectome.iter().find(|&&j| j as usize >= sources) {
-            return Err(KernelError::Shape(format!("connectome entry {j} is not below the {sources} sources")));
-        }
+        wiring.check(n * k_c, sources)?;
         check("w_s", p.w_s.len(), n * k_c)?;
         check("MLP layers", p.mlp.len(), shape.mlp.len())?;
         let (mut mlp_w, mut mlp_b) = (Vec::new(), Vec::new());
@@ -165,30 +195,18 @@ impl<M: Memory> ElmLayerBuffers<M> {
         for (name, v, len) in [("w_y", p.w_y, n * d_m), ("b", p.b, n), ("kappa_m", p.kappa_m, n * d_m), ("1 - kappa_lambda", p.one_minus_kappa_lambda, n * d_m)] {
             check(name, v.len(), len)?;
         }
-        // the inverted connectome: for each source, the synapses that read it, ascending
-        let mut start = vec![0u32; sources + 1];
-        connectome.iter().for_each(|&j| start[j as usize + 1] += 1);
-        for j in 0..sources {
-            start[j + 1] += start[j];
-        }
-        let mut fill = start.clone();
-        let mut inverse = vec![0u32; connectome.len()];
-        for (syn, &j) in connectome.iter().enumerate() {
-            inverse[fill[j as usize] as usize] = syn as u32;
-            fill[j as usize] += 1;
-        }
         Ok(ElmLayerBuffers {
             shape: shape.clone(),
             w_s: mem.upload(p.w_s)?,
-            connectome: mem.upload(connectome)?,
+            connectome: mem.upload(wiring.connectome)?,
             mlp_w: mem.upload(&mlp_w)?,
             mlp_b: mem.upload(&mlp_b)?,
             w_y: mem.upload(p.w_y)?,
             b: mem.upload(p.b)?,
             kappa_m: mem.upload(p.kappa_m)?,
             okl: mem.upload(p.one_minus_kappa_lambda)?,
-            inverse_start: mem.upload(&start)?,
-            inverse: mem.upload(&inverse)?,
+            inverse_start: mem.upload(wiring.inverse_start)?,
+            inverse: mem.upload(wiring.inverse)?,
         })
     }
 
@@ -229,6 +247,8 @@ impl<M: Memory> ElmLayerBuffers<M> {
         let run = ElmSequence {
             steps: t,
             batch: b,
+            memory_len: n * d_m * b,
+            state_len: n * b,
             x: mem.upload(inp.x)?,
             m: with_start(inp.m0, n * d_m * b)?,
             e: with_start(inp.e0, n * b)?,
@@ -355,13 +375,15 @@ impl<M: Memory> ElmSequence<M> {
     pub fn outputs(&self, mem: &M) -> Result<Vec<f32>, KernelError> {
         mem.download(&self.a)
     }
-    /// `m_0..m_T`, `[T + 1, N·d_m, B]`.
-    pub fn memories(&self, mem: &M) -> Result<Vec<f32>, KernelError> {
-        mem.download(&self.m)
+    /// `m_t`, `[N·d_m, B]`.
+    pub fn memory_at(&self, mem: &M, t: usize) -> Result<Vec<f32>, KernelError> {
+        let len = self.memory_len;
+        mem.download_range(&self.m, t * len..(t + 1) * len)
     }
-    /// `e_0..e_T`, `[T + 1, N, B]`.
-    pub fn high_passes(&self, mem: &M) -> Result<Vec<f32>, KernelError> {
-        mem.download(&self.e)
+    /// `e_t`, `[N, B]`.
+    pub fn high_pass_at(&self, mem: &M, t: usize) -> Result<Vec<f32>, KernelError> {
+        let len = self.state_len;
+        mem.download_range(&self.e, t * len..(t + 1) * len)
     }
     pub fn abs_delta(&self, mem: &M) -> Result<Vec<f32>, KernelError> {
         mem.download(&self.abs_delta)

@@ -5,7 +5,7 @@
 use crate::args::LaunchArgs;
 use crate::driver::{Element, Kernel, Memory};
 use crate::KernelError;
-use cudarc::driver::{sys, CudaDevice, CudaSlice, DevicePtr, DriverError};
+use cudarc::driver::{sys, CudaDevice, CudaSlice, DevicePtr, DeviceSlice, DriverError};
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -116,6 +116,13 @@ impl Memory for Gpu {
 
     fn download<T: Element>(&self, buf: &CudaSlice<T>) -> Result<Vec<T>, KernelError> {
         self.dev.dtoh_sync_copy(buf).map_err(driver("copying from the GPU"))
+    }
+
+    fn download_range<T: Element>(&self, buf: &CudaSlice<T>, range: std::ops::Range<usize>) -> Result<Vec<T>, KernelError> {
+        let part = buf.try_slice(range.clone()).ok_or_else(|| KernelError::Shape(format!("elements {range:?} of a buffer of {}", buf.len())))?;
+        let mut out = vec![T::default(); range.len()];
+        self.dev.dtoh_sync_copy_into(&part, &mut out).map_err(driver("copying from the GPU"))?;
+        Ok(out)
     }
 
     fn address<T: Element>(&self, buf: &CudaSlice<T>) -> u64 {

@@ -16,7 +16,7 @@ pub mod gpu;
 pub mod shim;
 
 pub use args::{Activation, ElmShape};
-pub use driver::{ElmLayerBuffers, ElmModel, ElmSequence, ForwardInputs, Grads, Memory, Upstream};
+pub use driver::{ElmLayerBuffers, ElmModel, ElmSequence, ElmWiring, ForwardInputs, Grads, Memory, Upstream};
 pub use lstm::{LstmGrads, LstmLayerBuffers, LstmSequence};
 
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,8 @@ pub struct LstmLayerBuffers<M: Memory> {
 pub struct LstmSequence<M: Memory> {
     pub steps: usize,
     pub batch: usize,
-    xh: M::Buf<f32>,
+    x: M::Buf<f32>,
+    hs: M::Buf<f32>,
     cs: M::Buf<f32>,
     gates: M::Buf<f32>,
 }
@@ -74,7 +75,8 @@ impl<M: Memory> LstmLayerBuffers<M> {
         LstmArgs {
             w: mem.address(&self.w),
             bias: mem.address(&self.bias),
-            xh: mem.address(&run.xh),
+            x: mem.address(&run.x),
+            hs: mem.address(&run.hs),
             cs: mem.address(&run.cs),
             gates: mem.address(&run.gates),
             hidden: self.hidden as i32,
@@ -88,18 +90,16 @@ impl<M: Memory> LstmLayerBuffers<M> {
     /// The sequence `x` (`[T, I, B]`) from `h0`, `c0` (`[H, B]`), one launch.
     pub fn forward(&self, mem: &M, x: &[f32], steps: usize, batch: usize, h0: &[f32], c0: &[f32]) -> Result<LstmSequence<M>, KernelError> {
         let (h, i, b) = (self.hidden, self.inputs, batch);
-        let k = i + h;
         check("inputs [T, I, B]", x.len(), steps * i * b)?;
         check("h0", h0.len(), h * b)?;
         check("c0", c0.len(), h * b)?;
-        let mut xh = vec![0.0f32; (steps + 1) * k * b];
-        for t in 0..steps {
-            xh[t * k * b..][..i * b].copy_from_slice(&x[t * i * b..(t + 1) * i * b]);
-        }
-        xh[i * b..k * b].copy_from_slice(h0);
-        let mut cs = vec![0.0f32; (steps + 1) * h * b];
-        cs[..h * b].copy_from_slice(c0);
-        let run = LstmSequence { steps, batch, xh: mem.upload(&xh)?, cs: mem.upload(&cs)?, gates: mem.zeros(steps * 4 * h * b)? };
+        // the states of every step, the initial ones first
+        let with_start = |first: &[f32]| {
+            let mut v = vec![0.0f32; (steps + 1) * h * b];
+            v[..h * b].copy_from_slice(first);
+            mem.upload(&v)
+        };
+        let run = LstmSequence { steps, batch, x: mem.upload(x)?, hs: with_start(h0)?, cs: with_start(c0)?, gates: mem.zeros(steps * 4 * h * b)? };
         if steps > 0 {
             let barrier = mem.zeros::<u32>(2)?;
             let mut a = self.args(mem, &run);
@@ -149,11 +149,8 @@ impl<M: Memory> LstmLayerBuffers<M> {
 
 impl<M: Memory> LstmSequence<M> {
     /// `h_1..h_T`, `[T, H, B]`, and `c_T`, `[H, B]`.
-    pub fn results(&self, mem: &M, hidden: usize, inputs: usize) -> Result<(Vec<f32>, Vec<f32>), KernelError> {
-        let (b, t, k) = (self.batch, self.steps, inputs + hidden);
-        let xh = mem.download(&self.xh)?;
-        let outputs = (1..=t).flat_map(|s| xh[s * k * b + inputs * b..(s + 1) * k * b].iter().copied()).collect();
-        let cs = mem.download(&self.cs)?;
-        Ok((outputs, cs[t * hidden * b..(t + 1) * hidden * b].to_vec()))
+    pub fn results(&self, mem: &M, hidden: usize) -> Result<(Vec<f32>, Vec<f32>), KernelError> {
+        let (state, t) = (hidden * self.batch, self.steps);
+        Ok((mem.download_range(&self.hs, state..(t + 1) * state)?, mem.download_range(&self.cs, t * state..(t + 1) * state)?))
     }
 }

@@ -50,6 +50,12 @@ impl Memory for HostShim {
         Ok(unsafe { (*buf.0.get()).clone() })
     }
 
+    fn download_range<T: Element>(&self, buf: &HostBuf<T>, range: std::ops::Range<usize>) -> Result<Vec<T>, KernelError> {
+        // SAFETY: as in `download`.
+        let v = unsafe { &*buf.0.get() };
+        v.get(range.clone()).map(|s| s.to_vec()).ok_or_else(|| KernelError::Shape(format!("elements {range:?} of a buffer of {}", v.len())))
+    }
+
     fn address<T: Element>(&self, buf: &HostBuf<T>) -> u64 {
         // SAFETY: only the address is taken; the vector is never resized after creation.
         unsafe { (*buf.0.get()).as_mut_ptr() as u64 }

@@ -40,9 +40,6 @@ impl<M: Memory> CudaRun<M> {
     pub fn activity(&self) -> Vec<f32> {
         self.activity.clone()
     }
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
 }
 
 fn model<'a>(p: &'a ElmParams<'a, f32>) -> ElmModel<'a> {
@@ -51,9 +48,9 @@ fn model<'a>(p: &'a ElmParams<'a, f32>) -> ElmModel<'a> {
 
 /// The whole sequence `inputs` (each `[I, B]`) forward on `mem`, as `ElmKernel::run`.
 pub fn run<M: Memory>(mem: &M, kernel: &ElmKernel<f32>, p: &ElmParams<f32>, inputs: &[&[f32]], m0: &[f32], e0: &[f32], a0: &[f32], extras: &ElmExtras<f32>) -> Result<CudaRun<M>, KernelError> {
-    let (shape, connectome) = kernel.cuda_shape();
-    let (units, memory, batch, steps) = (shape.units, shape.memory, e0.len() / shape.units.max(1), inputs.len());
-    let layer = ElmLayerBuffers::new(mem, &shape, connectome, &model(p))?;
+    let (shape, wiring) = kernel.cuda_shape();
+    let (units, batch, steps) = (shape.units, e0.len() / shape.units.max(1), inputs.len());
+    let layer = ElmLayerBuffers::new(mem, &shape, &wiring, &model(p))?;
     let x = inputs.concat();
     let fwd = ForwardInputs {
         x: &x,
@@ -69,13 +66,10 @@ pub fn run<M: Memory>(mem: &M, kernel: &ElmKernel<f32>, p: &ElmParams<f32>, inpu
         kappa_grads: extras.kappa_grads,
     };
     let sequence = layer.forward(mem, &fwd)?;
-    let outputs = sequence.outputs(mem)?;
-    let (m_len, e_len) = (units * memory * batch, units * batch);
-    let m_all = sequence.memories(mem)?;
-    let e_all = sequence.high_passes(mem)?;
     Ok(CudaRun {
-        m_last: m_all[steps * m_len..(steps + 1) * m_len].to_vec(),
-        e_last: e_all[steps * e_len..(steps + 1) * e_len].to_vec(),
+        outputs: sequence.outputs(mem)?,
+        m_last: sequence.memory_at(mem, steps)?,
+        e_last: sequence.high_pass_at(mem, steps)?,
         abs_delta: sequence.abs_delta(mem)?,
         activity: sequence.activity(mem)?,
         layer,
@@ -83,7 +77,6 @@ pub fn run<M: Memory>(mem: &M, kernel: &ElmKernel<f32>, p: &ElmParams<f32>, inpu
         steps,
         batch,
         units,
-        outputs,
     })
 }
 

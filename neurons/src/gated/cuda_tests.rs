@@ -32,7 +32,7 @@ fn check(hidden: usize, inputs: usize, batch: usize, steps: usize, grid: u32, bl
     let shim = HostShim { grid, block };
     let layer = LstmLayerBuffers::new(&shim, h, i, &w_ih, &w_hh, &b_ih, &b_hh).unwrap();
     let run = layer.forward(&shim, &xs.concat(), t, b, &h0, &c0).unwrap();
-    let (outputs, c_last) = run.results(&shim, h, i).unwrap();
+    let (outputs, c_last) = run.results(&shim, h).unwrap();
     let what = |s: &str| format!("H={h} I={i} B={b} T={t} grid {grid}×{block}: {s}");
     close(&what("h_1..h_T"), &outputs, &cpu.outputs());
     close(&what("c_T"), &c_last, &cpu.c(t));

@@ -165,7 +165,7 @@ mod engine {
     pub enum Run {
         Cpu(LstmForward<f32>),
         #[cfg(any(test, feature = "cuda"))]
-        Kernels { layer: elmlab_cuda_kernels::LstmLayerBuffers<kernels::KernelDevice>, sequence: elmlab_cuda_kernels::LstmSequence<kernels::KernelDevice>, hidden: usize, input: usize },
+        Kernels { layer: elmlab_cuda_kernels::LstmLayerBuffers<kernels::KernelDevice>, sequence: elmlab_cuda_kernels::LstmSequence<kernels::KernelDevice>, hidden: usize },
     }
 
     pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, xs: &[&[f32]], h0: &[f32], c0: &[f32]) -> Result<Run, String> {
@@ -174,7 +174,7 @@ mod engine {
             return kernels::with_kernels(|device| {
                 let layer = elmlab_cuda_kernels::LstmLayerBuffers::new(device, hidden, input, w.w_ih, w.w_hh, w.b_ih, w.b_hh).map_err(|e| e.to_string())?;
                 let sequence = layer.forward(device, &xs.concat(), xs.len(), batch, h0, c0).map_err(|e| e.to_string())?;
-                Ok(Run::Kernels { layer, sequence, hidden, input })
+                Ok(Run::Kernels { layer, sequence, hidden })
             });
         }
         Ok(Run::Cpu(LstmForward::run(w, hidden, input, batch, xs, h0, c0)))
@@ -185,7 +185,7 @@ mod engine {
         match run {
             Run::Cpu(r) => Ok((r.outputs(), r.c(steps))),
             #[cfg(any(test, feature = "cuda"))]
-            Run::Kernels { sequence, hidden, input, .. } => kernels::with_kernels(|device| sequence.results(device, *hidden, *input).map_err(|e| e.to_string())),
+            Run::Kernels { sequence, hidden, .. } => kernels::with_kernels(|device| sequence.results(device, *hidden).map_err(|e| e.to_string())),
         }
     }
 

@@ -46,7 +46,7 @@ impl<F: Real> ElmKernel<F> {
         let slot_len = n * self.branches * w;
         let mut d_beta = vec![F::zero(); chunk * slot_len];
         // the synapses in the order the sources gather them: scaled weight and branch row
-        let gather: Vec<(F, u32)> = self.inverse.iter().map(|&syn| (p.w_s[syn] * self.input_scale, self.branch_of[syn])).collect();
+        let gather: Vec<(F, u32)> = self.inverse.iter().map(|&syn| (p.w_s[syn as usize] * self.input_scale, self.branch_of[syn as usize])).collect();
         // the gathered gradients of the inputs, `[T, I, W]` (only with `input_grads`)
         let mut d_x = vec![F::zero(); if input_grads { steps * inp * w } else { 0 }];
         // only the recurrent sources gather when the inputs need no gradient
@@ -108,7 +108,7 @@ impl<F: Real> ElmKernel<F> {
                                     // SAFETY: read by the neurons only after the next barrier
                                     (unsafe { later_s.write((j - inp) * w..(j - inp + 1) * w) }, run.extras.recurrent_mask.as_ref().map(|v| &v[(j - inp) * w..(j - inp + 1) * w]))
                                 };
-                                gather_source(blocks_mut(out), &gather[self.inverse_start[j]..self.inverse_start[j + 1]], blocks(d_beta_now), nb);
+                                gather_source(blocks_mut(out), &gather[self.inverse_start[j] as usize..self.inverse_start[j + 1] as usize], blocks(d_beta_now), nb);
                                 if let Some(mask) = mask {
                                     out.iter_mut().zip(mask).for_each(|(g, &m)| *g = *g * m);
                                 }

@@ -50,9 +50,9 @@ pub struct ElmKernel<F> {
     /// at every step of every pass, and half the bytes is half the traffic).
     connectome: Vec<u32>,
     /// For each source `j`, the synapses `n·k_c + k` that read it, in ascending order
-    /// (`inverse[inverse_start[j]..inverse_start[j + 1]]`).
-    inverse_start: Vec<usize>,
-    inverse: Vec<usize>,
+    /// (`inverse[inverse_start[j]..inverse_start[j + 1]]`; 32-bit, as the CUDA kernels take it).
+    inverse_start: Vec<u32>,
+    inverse: Vec<u32>,
     /// For each synapse `n·k_c + k`, the row `n·branches + k / synapses` of its branch.
     branch_of: Vec<u32>,
 }
@@ -199,13 +199,14 @@ const LECUN_SLOPE: f64 = 2.0 / 3.0;
 impl<F: Real> ElmKernel<F> {
     pub fn new(spec: &LayerSpec, connectome: &[usize]) -> Self {
         let sources = spec.input_width + spec.units;
+        let synapse_id = |syn: usize| u32::try_from(syn).expect("fewer than 2³² synapses");
         let mut counts = vec![0usize; sources + 1];
         connectome.iter().for_each(|&j| counts[j + 1] += 1);
-        let inverse_start: Vec<usize> = counts.iter().scan(0, |acc, c| { *acc += c; Some(*acc) }).collect();
-        let mut fill = inverse_start.clone();
+        let inverse_start: Vec<u32> = counts.iter().scan(0, |acc, c| { *acc += c; Some(synapse_id(*acc)) }).collect();
+        let mut fill: Vec<usize> = inverse_start.iter().map(|&s| s as usize).collect();
         let mut inverse = vec![0; connectome.len()];
         for (synapse, &j) in connectome.iter().enumerate() {
-            inverse[fill[j]] = synapse;
+            inverse[fill[j]] = synapse_id(synapse);
             fill[j] += 1;
         }
         ElmKernel {
@@ -282,8 +283,8 @@ struct NeuronUpstream<'a, F> {
 }
 
 impl ElmKernel<f32> {
-    /// The layer as the CUDA kernels take it, and its connectome `[N, k_c]`.
-    pub fn cuda_shape(&self) -> (elmlab_cuda_kernels::ElmShape, &[u32]) {
+    /// The layer as the CUDA kernels take it, and its wiring.
+    pub fn cuda_shape(&self) -> (elmlab_cuda_kernels::ElmShape, elmlab_cuda_kernels::ElmWiring<'_>) {
         use elmlab_cuda_kernels::Activation;
         let shape = elmlab_cuda_kernels::ElmShape {
             units: self.units,
@@ -301,6 +302,6 @@ impl ElmKernel<f32> {
             kappa_r: self.kappa_r,
             input_scale: self.input_scale,
         };
-        (shape, &self.connectome)
+        (shape, elmlab_cuda_kernels::ElmWiring { connectome: &self.connectome, inverse_start: &self.inverse_start, inverse: &self.inverse })
     }
 }
