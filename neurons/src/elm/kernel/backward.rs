@@ -5,7 +5,7 @@
 // Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
-use super::lanes::{blocks, blocks_mut, outer_accumulate, transposed_product, pad, padded, sum_lanes, unpad, LANES};
+use super::lanes::{blocks, blocks_mut, outer_accumulate, transpose_rows, transposed_product, pad, padded, sum_lanes, unpad, LANES};
 use super::synapses::gather_source;
 use super::{activate_slope, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream, NeuronGrads, NeuronUpstream, Scratch, LECUN_SCALE, LECUN_SLOPE};
 use super::neurons_per_piece;
@@ -167,11 +167,6 @@ impl<F: Real> ElmKernel<F> {
     #[allow(clippy::too_many_arguments)]
     fn neuron_backward(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], m_prev: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if cpu::avx512_fma() {
-            // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
-            return unsafe { self.neuron_backward_avx512(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out) };
-        }
-        #[cfg(target_arch = "x86_64")]
         if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_backward_avx2(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out) };
@@ -179,14 +174,7 @@ impl<F: Real> ElmKernel<F> {
         self.neuron_backward_body(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out)
     }
 
-    /// With 32 vector registers where AVX-512 is there, like [`Self::neuron_step_avx512`].
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn neuron_backward_avx512(&self, p: &ElmParams<F>, n: usize, width: usize, s: &mut Scratch<F>, m: &[F], m_prev: &[F], a: &[F], up: &NeuronUpstream<F>, d_m: &mut [F], d_e: &mut [F], g: &mut NeuronGrads<F>, d_beta_out: &mut [F]) {
-        self.neuron_backward_body(p, n, width, s, m, m_prev, a, up, d_m, d_e, g, d_beta_out)
-    }
-
+    /// Compiled for AVX2 and FMA, like [`Self::neuron_step_avx2`] (AVX-512 CPUs included).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
@@ -279,15 +267,7 @@ impl<F: Real> ElmKernel<F> {
                 // row of whole blocks, no horizontal sums (the padding columns' sums, of
                 // whatever the padding holds, are dropped at the end)
                 let ip = padded(i);
-                assert!(s.inputs_t.len() >= LANES * ip && ins.len() >= i * nb);
-                for c in 0..i {
-                    // SAFETY: c < i ≤ ip, so ln·ip + c < LANES·ip ≤ inputs_t.len(); c·nb + lb <
-                    // i·nb ≤ ins.len() (asserted above)
-                    let x = unsafe { ins.get_unchecked(c * nb + lb) };
-                    for ln in 0..LANES {
-                        unsafe { *s.inputs_t.get_unchecked_mut(ln * ip + c) = x[ln] };
-                    }
-                }
+                transpose_rows(ins, i, nb, lb, &mut s.inputs_t, ip);
                 outer_accumulate(gw, &s.d_out[..o], &s.inputs_t[..LANES * ip], ip);
                 // d_in = Wᵀ·d_out, eight inputs at a time (independent chains; one input per
                 // chain was bound by the FMA latency); each sum still runs over r in order

@@ -14,11 +14,6 @@ impl<F: Real> ElmKernel<F> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn neuron_step(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
-        if cpu::avx512_fma() {
-            // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
-            return unsafe { self.neuron_step_avx512(p, n, width, src, m_prev, e_prev, s, m, e, a) };
-        }
-        #[cfg(target_arch = "x86_64")]
         if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_step_avx2(p, n, width, src, m_prev, e_prev, s, m, e, a) };
@@ -26,18 +21,11 @@ impl<F: Real> ElmKernel<F> {
         self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
     }
 
-    /// The same code where AVX-512 is there: the same 8-lane arithmetic, with 32 vector
-    /// registers instead of 16 (the eight-row MLP blocks no longer spill).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn neuron_step_avx512(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
-        self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
-    }
-
     /// The same code compiled for AVX2 and FMA: a block of eight `f32` is one register,
     /// and multiply-adds are fused. (CPUs without them run the plain build, with `mul_add`
-    /// as a library call: slower, and rounding the same way.)
+    /// as a library call: slower, and rounding the same way.) CPUs with AVX-512 run this
+    /// build too: compiled for AVX-512 (32 registers) it was slower on Zen 4, forward and
+    /// backward, on both tasks' shapes.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]

@@ -169,6 +169,28 @@ pub(super) unsafe fn branch_sums<F: Real, const G: usize, const ONE_BLOCK: bool>
     out
 }
 
+/// Rows `c < rows` of one block of sequences (`ins[c·nb + lb]`) written transposed into
+/// `xt` `[LANES, ip]` (`ip` ≥ `rows`, a multiple of [`LANES`]), eight rows at a time through
+/// a register tile; the padding columns get zeros. Written per element, a build for
+/// AVX-512 turned it into gathers and scatters (slow on Zen 4); a tile is plain loads and
+/// stores in any build.
+#[inline(always)]
+pub(super) fn transpose_rows<F: Real>(ins: &[[F; LANES]], rows: usize, nb: usize, lb: usize, xt: &mut [F], ip: usize) {
+    assert!(ip % LANES == 0 && rows <= ip && xt.len() >= LANES * ip && (rows == 0 || (rows - 1) * nb + lb < ins.len()));
+    for c0 in (0..rows).step_by(LANES) {
+        let mut tile = [[F::zero(); LANES]; LANES];
+        for (cc, t) in tile.iter_mut().enumerate().take(rows - c0) {
+            *t = ins[(c0 + cc) * nb + lb];
+        }
+        for ln in 0..LANES {
+            let out: &mut [F; LANES] = (&mut xt[ln * ip + c0..ln * ip + c0 + LANES]).try_into().expect("a whole block of columns");
+            for cc in 0..LANES {
+                out[cc] = tile[cc][ln];
+            }
+        }
+    }
+}
+
 /// `gw[r, ·] += Σ_l d_out[r][l] · xt[l, ·]` for every row `r`: one block of sequences'
 /// share of a weight gradient (`gw` `[rows, ip]`, `xt` `[LANES, ip]`, `ip` a multiple of
 /// [`LANES`]). Four blocks of a row stay in registers over the lanes; each entry sums the
@@ -250,8 +272,12 @@ fn input_grads<F: Real, const C: usize>(c0: usize, inputs: usize, outputs: usize
     for r in 0..outputs {
         let dv = d_out[r];
         for cc in 0..C {
-            // SAFETY: r·inputs + c0 + cc < outputs·inputs = w.len() (asserted above)
-            fma(&mut acc[cc], unsafe { *w.get_unchecked(r * inputs + c0 + cc) }, &dv);
+            // SAFETY: r·inputs + c0 + cc < outputs·inputs = w.len() (asserted above). Read
+            // one by one on purpose: as plain loads the AVX-512 build vectorised the weights
+            // across `cc` and kept `acc` in memory through gathers and scatters (2.5× slower
+            // backward on Zen 4); a volatile read is one scalar load, never merged.
+            let wv = unsafe { *w.get_unchecked(r * inputs + c0 + cc) };
+            fma(&mut acc[cc], wv, &dv);
         }
     }
     d_in[c0..c0 + C].copy_from_slice(&acc);
