@@ -18,6 +18,15 @@ impl<F: Real> ElmKernel<F> {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.neuron_step_avx2(p, n, width, src, m_prev, e_prev, s, m, e, a) };
         }
+        self.neuron_step_plain(p, n, width, src, m_prev, e_prev, s, m, e, a)
+    }
+
+    /// The build for CPUs without AVX2, kept out of the dispatch above: inlined there, its
+    /// stack frame (3 KB) was set up at every call, also on the AVX2 path (2 % of an
+    /// SHD-Adding training step in the prologue's stores).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn neuron_step_plain(&self, p: &ElmParams<F>, n: usize, width: usize, src: &[F], m_prev: &[F], e_prev: &[F], s: &mut Scratch<F>, m: &mut [F], e: &mut [F], a: &mut [F]) {
         self.neuron_step_body(p, n, width, src, m_prev, e_prev, s, m, e, a)
     }
 
