@@ -273,10 +273,12 @@ fn input_grads<F: Real, const C: usize>(c0: usize, inputs: usize, outputs: usize
         let dv = d_out[r];
         for cc in 0..C {
             // SAFETY: r·inputs + c0 + cc < outputs·inputs = w.len() (asserted above). Read
-            // one by one on purpose: as plain loads the AVX-512 build vectorised the weights
-            // across `cc` and kept `acc` in memory through gathers and scatters (2.5× slower
-            // backward on Zen 4); a volatile read is one scalar load, never merged.
-            let wv = unsafe { *w.get_unchecked(r * inputs + c0 + cc) };
+            // one by one on purpose: as plain loads, a build for AVX-512 vectorised the
+            // weights across `cc` and kept `acc` in memory through gathers and scatters (a
+            // 2.5× slower backward on Zen 4); a volatile read is one scalar load, never
+            // merged, whatever the target (`-C target-cpu=native` included), and cost
+            // nothing measurable in the AVX2 build.
+            let wv = unsafe { std::ptr::read_volatile(w.as_ptr().add(r * inputs + c0 + cc)) };
             fma(&mut acc[cc], wv, &dv);
         }
     }
