@@ -264,8 +264,8 @@ impl<F: Real> ElmKernel<F> {
                 }
                 // weight gradients: the inputs transposed (sequence-major, rows padded to whole
                 // blocks), so that each sequence adds `d_out[r, b] · x[·, b]` to a whole weight
-                // row of whole blocks, no horizontal sums (the padding columns' sums, of
-                // whatever the padding holds, are dropped at the end)
+                // row of whole blocks, no horizontal sums (the padding columns hold zeros;
+                // their sums are dropped at the end)
                 let ip = padded(i);
                 transpose_rows(ins, i, nb, lb, &mut s.inputs_t, ip);
                 outer_accumulate(gw, &s.d_out[..o], &s.inputs_t[..LANES * ip], ip);
