@@ -35,6 +35,11 @@ pub trait Real:
     }
     /// Hands a buffer back for [`Real::scratch`] to reuse.
     fn recycle(_buffer: Vec<Self>) {}
+    /// `out[c][r] = rows[r][c]` for an 8×8 tile.
+    #[inline(always)]
+    fn transpose_8x8(rows: &[[Self; 8]; 8]) -> [[Self; 8]; 8] {
+        super::transpose::transpose_8x8_plain(rows)
+    }
 }
 
 /// `f64` keeps libm's functions: it is what the finite-difference checks run in.
@@ -101,6 +106,17 @@ impl Real for f32 {
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         f32::mul_add(self, a, b)
+    }
+    /// In registers (AVX shuffles) where the CPU has AVX: inlined into the kernels' AVX2
+    /// builds, where the check below is one predictable branch.
+    #[inline(always)]
+    fn transpose_8x8(rows: &[[f32; 8]; 8]) -> [[f32; 8]; 8] {
+        #[cfg(target_arch = "x86_64")]
+        if super::cpu::avx2_fma() {
+            // SAFETY: the CPU has AVX2 (so AVX), checked just above
+            return unsafe { super::transpose::transpose_8x8_avx(rows) };
+        }
+        super::transpose::transpose_8x8_plain(rows)
     }
     /// Reuses this thread's spare buffers: a training step asks for the same large buffers
     /// every time, and zeroing them anew cost as much as a tenth of an LSTM step.

@@ -197,6 +197,10 @@ fn fused_elm_equals_reference_for_every_option() {
     // batch 8 (one block of sequences, no padding) and 10 (two blocks, padded)
     assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.2)), ("mlp_penalty", json!(0.1))]), 6, 8);
     assert_paths_equal("elm", &small_elm(&[("activity_penalty", json!(0.1)), ("mlp_layers", json!(2))]), 6, 10);
+    // branches of 13 synapses (two synapse-gradient groups, an unrolled gather with a
+    // remainder) and of 17 (more than the gather unrolls: the count read at run time)
+    assert_paths_equal("elm", &small_elm(&[("synapses_per_branch", json!(13)), ("dropout", json!(0.1))]), 6, 3);
+    assert_paths_equal("elm", &small_elm(&[("synapses_per_branch", json!(17)), ("branches", json!(2))]), 6, 9);
     // wider: enough neurons for several parallel tasks per step
     assert_paths_equal("elm", &small_elm(&[("dropout", json!(0.1)), ("activity_penalty", json!(0.2)), ("mlp_penalty", json!(0.1))]), 40, 3);
 }

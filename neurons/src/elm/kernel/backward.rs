@@ -192,27 +192,32 @@ impl<F: Real> ElmKernel<F> {
         let (m, m_prev) = (blocks(m), blocks(m_prev));
         let last = self.mlp.len() - 1;
         for lb in 0..nb {
-            // 8. output and activity penalty; 7. high-pass
+            // 8. output and activity penalty; 7. high-pass (on local copies of the blocks, so
+            // that the lanes vectorise)
+            let (d_a_in, a_out, pre) = (blocks(up.d_a)[lb], blocks(a)[lb], blocks(&s.pre)[lb]);
+            let activity = up.activity.map(|act| blocks(act)[lb]);
+            let (mut g_b, mut d_e_blk) = (blocks(&g.b)[lb], blocks(d_e)[lb]);
             let mut d_r = [F::zero(); LANES];
             for l in 0..LANES {
-                let j = lb * LANES + l;
-                let mut da = up.d_a[j];
-                if let Some(act) = up.activity {
-                    if a[j] > F::zero() {
-                        da += act[j];
+                let mut da = d_a_in[l];
+                if let Some(act) = activity {
+                    if a_out[l] > F::zero() {
+                        da += act[l];
                     }
                 }
-                let d_pre = if self.relu_output && s.pre[j] <= F::zero() { F::zero() } else { da };
-                g.b[j] += d_pre;
+                let d_pre = if self.relu_output && pre[l] <= F::zero() { F::zero() } else { da };
+                g_b[l] += d_pre;
                 d_r[l] = match self.kappa_r {
                     Some(k) => {
-                        let d_e_total = d_e[j] - d_pre;
-                        d_e[j] = d_e_total * k;
+                        let d_e_total = d_e_blk[l] - d_pre;
+                        d_e_blk[l] = d_e_total * k;
                         d_pre + d_e_total * (F::one() - k)
                     }
                     None => d_pre,
                 };
             }
+            blocks_mut(&mut g.b)[lb] = g_b;
+            blocks_mut(d_e)[lb] = d_e_blk;
             // 6. readout; 5.–4. memory update: the gradient of the MLP output Δ
             let delta = blocks(&s.layer_out[last]);
             let d_mb = blocks_mut(d_m);
@@ -221,7 +226,7 @@ impl<F: Real> ElmKernel<F> {
             let abs_block: Option<[F; LANES]> = up.abs_delta.map(|abs| *blocks(abs).get(lb).expect("a block per sequence block"));
             for d in 0..mem {
                 let at = d * nb + lb;
-                let (mv, dl) = (m[at], delta[at]);
+                let (mv, dl, squashed) = (m[at], delta[at], blocks(&s.squashed)[at]);
                 let gw_y = &mut g.w_y[d * width + lb * LANES..][..LANES];
                 let mut gw: [F; LANES] = *blocks(gw_y).first().expect("one block");
                 let mut dm = d_mb[at];
@@ -230,7 +235,7 @@ impl<F: Real> ElmKernel<F> {
                 for l in 0..LANES {
                     gw[l] += d_r[l] * mv[l];
                     dm[l] += d_r[l] * w_y[d];
-                    let th = (F::of(LECUN_SLOPE) * dl[l]).tanh();
+                    let th = squashed[l];
                     dd[l] = dm[l] * okl[d] * F::of(LECUN_SCALE * LECUN_SLOPE) * (F::one() - th * th);
                     d_okl[l] = dm[l] * F::of(LECUN_SCALE) * th;
                 }
@@ -256,11 +261,14 @@ impl<F: Real> ElmKernel<F> {
                 let w = &p.mlp[l].0[n * o * i..(n + 1) * o * i];
                 let (gw, gb) = &mut g.mlp[l];
                 let ins = blocks(&s.layer_in[l]);
+                let gb = blocks_mut(gb);
                 for r in 0..o {
-                    let gb = &mut gb[r * width + lb * LANES..][..LANES];
+                    // on a local copy (through the slice, the lanes were added one by one)
+                    let (mut acc, dv) = (gb[r * nb + lb], s.d_out[r]);
                     for ln in 0..LANES {
-                        gb[ln] += s.d_out[r][ln];
+                        acc[ln] += dv[ln];
                     }
+                    gb[r * nb + lb] = acc;
                 }
                 // weight gradients: the inputs transposed (sequence-major, rows padded to whole
                 // blocks), so that each sequence adds `d_out[r, b] · x[·, b]` to a whole weight

@@ -3,7 +3,7 @@
 // Index loops over fixed-size lane blocks are deliberate: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
-use super::lanes::{affine_layer, blocks, blocks_mut, branch_sums, fma, pad, padded, scaled, LANES};
+use super::lanes::{affine_layer, blocks, blocks_mut, branch_sums, fma, pad, padded, scaled, sixteen_or_runtime, LANES};
 use super::{activate, neurons_per_piece, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE};
 use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
@@ -76,17 +76,7 @@ impl<F: Real> ElmKernel<F> {
         let last = self.mlp.len() - 1;
         // 1. branch integration; 2. decay; together the MLP's input z = [β ; m̃]
         let z = blocks_mut(&mut s.layer_in[0]);
-        let rows = blocks(src)[lb..].as_ptr();
-        for br in 0..self.branches {
-            let range = br * syn..(br + 1) * syn;
-            // SAFETY: every connectome entry is below I + N (`new` counts each into a table
-            // of I + N entries), and `src` is I + N rows of `nb` blocks (asserted by the
-            // caller), so row·nb + lb + g stays inside it for g < G (lb + G ≤ nb).
-            let sums = unsafe { branch_sums::<F, G, ONE_BLOCK>(&w_s[range.clone()], &idx[range], rows, nb) };
-            for g in 0..G {
-                z[br * nb + lb + g] = scaled(&sums[g], self.input_scale);
-            }
-        }
+        sixteen_or_runtime!(syn, |S| self.gather_branches::<G, ONE_BLOCK, S>(w_s, idx, src, nb, lb, z));
         for d in 0..d_m {
             for g in 0..G {
                 z[(self.branches + d) * nb + lb + g] = scaled(&m_prev[d * nb + lb + g], kappa_m[d]);
@@ -111,16 +101,18 @@ impl<F: Real> ElmKernel<F> {
             }
         }
         // 4.–5. bounded update into memory; 6. readout
-        let (delta, z, m_out) = (blocks(&s.layer_out[last]), blocks(&s.layer_in[0]), blocks_mut(m));
+        let (delta, z, m_out, squashed) = (blocks(&s.layer_out[last]), blocks(&s.layer_in[0]), blocks_mut(m), blocks_mut(&mut s.squashed));
         for g in 0..G {
             let b = lb + g;
             let mut r = [F::zero(); LANES];
             for d in 0..d_m {
                 let (dec, dl) = (&z[(self.branches + d) * nb + b], &delta[d * nb + b]);
-                let mut mem = [F::zero(); LANES];
+                let (mut mem, mut th) = ([F::zero(); LANES], [F::zero(); LANES]);
                 for l in 0..LANES {
-                    mem[l] = dec[l] + F::of(LECUN_SCALE) * (F::of(LECUN_SLOPE) * dl[l]).tanh() * okl[d];
+                    th[l] = (F::of(LECUN_SLOPE) * dl[l]).tanh();
+                    mem[l] = dec[l] + F::of(LECUN_SCALE) * th[l] * okl[d];
                 }
+                squashed[d * nb + b] = th;
                 m_out[d * nb + b] = mem;
                 fma(&mut r, w_y[d], &mem);
             }
@@ -139,6 +131,25 @@ impl<F: Real> ElmKernel<F> {
                 };
                 s.pre[j] = filtered + p.b[n];
                 a[j] = if self.relu_output { s.pre[j].relu() } else { s.pre[j] };
+            }
+        }
+    }
+
+    /// Step 1 for the `G` blocks from block `lb`: every branch's scaled sum into the rows
+    /// `0..branches` of `z`, `S` synapses per branch (0: as many as the kernel has).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn gather_branches<const G: usize, const ONE_BLOCK: bool, const S: usize>(&self, w_s: &[F], idx: &[u32], src: &[F], nb: usize, lb: usize, z: &mut [[F; LANES]]) {
+        let syn = self.synapses;
+        let rows = blocks(src)[lb..].as_ptr();
+        for br in 0..self.branches {
+            let range = br * syn..(br + 1) * syn;
+            // SAFETY: every connectome entry is below I + N (`new` counts each into a table
+            // of I + N entries), and `src` is I + N rows of `nb` blocks (asserted by the
+            // caller), so row·nb + lb + g stays inside it for g < G (lb + G ≤ nb).
+            let sums = unsafe { branch_sums::<F, G, ONE_BLOCK, S>(&w_s[range.clone()], &idx[range], rows, nb) };
+            for g in 0..G {
+                z[br * nb + lb + g] = scaled(&sums[g], self.input_scale);
             }
         }
     }

@@ -58,7 +58,7 @@ pub(super) fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
 
 /// `0..len` in as few consecutive blocks of at most `most` as there can be, of nearly equal
 /// size, as `(start, size)`.
-fn balanced_blocks(len: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(super) fn balanced_blocks(len: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
     let size = len.div_ceil(len.div_ceil(most.max(1)).max(1)).max(1);
     (0..len).step_by(size).map(move |start| (start, size.min(len - start)))
 }
@@ -75,6 +75,23 @@ macro_rules! twelve_at_most {
         }
     };
 }
+pub(super) use twelve_at_most;
+
+/// Calls `$call` with the const generic `$k` set to the runtime count `$n` where it is 1 to
+/// 16, and to 0 (meaning: read the count at run time) otherwise. A loop of a known short
+/// count is unrolled whole: no remainder branches, every load issued ahead.
+macro_rules! sixteen_or_runtime {
+    ($n:expr, |$k:ident| $call:expr) => {
+        sixteen_or_runtime!(@ $n, $k, $call, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    };
+    (@ $n:expr, $k:ident, $call:expr, $($v:literal)*) => {
+        match $n {
+            $($v => { const $k: usize = $v; $call })*
+            _ => { const $k: usize = 0; $call }
+        }
+    };
+}
+pub(super) use sixteen_or_runtime;
 
 /// One MLP layer for the `G` blocks of sequences from block `lb`: `out = W·in + bias`,
 /// a block of rows at a time with their accumulators in registers over the whole input
@@ -124,15 +141,21 @@ fn affine_rows<F: Real, const R: usize, const G: usize>(r0: usize, inputs: usize
 
 /// One branch's sum `Σ_q w_q·src[idx_q]` for the `G` blocks of sequences at `rows`
 /// (a row is `stride` blocks apart from the next; `ONE_BLOCK`: `stride` is 1), on four chains (synapse q into q mod 4)
-/// joined at the end: one chain was bound by the FMA latency. The same sum for any `G`.
+/// joined at the end: one chain was bound by the FMA latency. The same sum for any `G`
+/// and `S` (the synapse count when known at compile time, 0 otherwise).
 ///
 /// # Safety
 /// `rows.add(idx_q·stride + g)` must be inside one allocation for every q and g < G.
 #[inline(always)]
-pub(super) unsafe fn branch_sums<F: Real, const G: usize, const ONE_BLOCK: bool>(w: &[F], idx: &[u32], rows: *const [F; LANES], stride: usize) -> [[F; LANES]; G] {
+pub(super) unsafe fn branch_sums<F: Real, const G: usize, const ONE_BLOCK: bool, const S: usize>(w: &[F], idx: &[u32], rows: *const [F; LANES], stride: usize) -> [[F; LANES]; G] {
     // with one block per row (a batch of up to eight) the row index needs no multiply
     let stride = if ONE_BLOCK { 1 } else { stride };
-    let len = w.len().min(idx.len());
+    let len = if S > 0 {
+        assert!(w.len() >= S && idx.len() >= S, "a branch of {S} synapses");
+        S
+    } else {
+        w.len().min(idx.len())
+    };
     // four named chains (not an array indexed in a loop: that ended up in memory)
     let (mut c0, mut c1, mut c2, mut c3) = ([[F::zero(); LANES]; G], [[F::zero(); LANES]; G], [[F::zero(); LANES]; G], [[F::zero(); LANES]; G]);
     macro_rules! synapse {
@@ -172,8 +195,9 @@ pub(super) unsafe fn branch_sums<F: Real, const G: usize, const ONE_BLOCK: bool>
 /// Rows `c < rows` of one block of sequences (`ins[c·nb + lb]`) written transposed into
 /// `xt` `[LANES, ip]` (`ip` ≥ `rows`, a multiple of [`LANES`]), eight rows at a time through
 /// a register tile; the padding columns get zeros. Written per element, a build for
-/// AVX-512 turned it into gathers and scatters (slow on Zen 4); a tile is plain loads and
-/// stores in any build.
+/// AVX-512 turned it into gathers and scatters (slow on Zen 4), and the AVX2 build moved
+/// the 64 values one by one through memory (6 % of the SHD-Adding kernel);
+/// [`Real::transpose_8x8`] does it in registers.
 #[inline(always)]
 pub(super) fn transpose_rows<F: Real>(ins: &[[F; LANES]], rows: usize, nb: usize, lb: usize, xt: &mut [F], ip: usize) {
     assert!(ip % LANES == 0 && rows <= ip && xt.len() >= LANES * ip && (rows == 0 || (rows - 1) * nb + lb < ins.len()));
@@ -182,11 +206,11 @@ pub(super) fn transpose_rows<F: Real>(ins: &[[F; LANES]], rows: usize, nb: usize
         for (cc, t) in tile.iter_mut().enumerate().take(rows - c0) {
             *t = ins[(c0 + cc) * nb + lb];
         }
-        for ln in 0..LANES {
+        const { assert!(LANES == 8, "a tile is 8×8") };
+        let columns = F::transpose_8x8(&tile);
+        for (ln, column) in columns.iter().enumerate() {
             let out: &mut [F; LANES] = (&mut xt[ln * ip + c0..ln * ip + c0 + LANES]).try_into().expect("a whole block of columns");
-            for cc in 0..LANES {
-                out[cc] = tile[cc][ln];
-            }
+            *out = *column;
         }
     }
 }
@@ -288,4 +312,24 @@ fn input_grads<F: Real, const C: usize>(c0: usize, inputs: usize, outputs: usize
 /// Sums the first `batch` of the `width` lanes of each entry (`[len, W]` → `[len]`), in lane order.
 pub(super) fn sum_lanes<F: Real>(lanes: &[F], width: usize, batch: usize) -> impl Iterator<Item = F> + '_ {
     lanes.chunks_exact(width).map(move |l| l[..batch].iter().fold(F::zero(), |acc, &v| acc + v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_rows_are_zero_padded() {
+        // 11 rows of 2 blocks, block 1 transposed into [8, 16]
+        let (rows, nb, lb, ip) = (11, 2, 1, 16);
+        let ins: Vec<[f32; LANES]> = (0..rows * nb).map(|b| std::array::from_fn(|l| (b * LANES + l) as f32 + 1.0)).collect();
+        let mut xt = vec![f32::NAN; LANES * ip];
+        transpose_rows(&ins, rows, nb, lb, &mut xt, ip);
+        for l in 0..LANES {
+            for c in 0..ip {
+                let want = if c < rows { ins[c * nb + lb][l] } else { 0.0 };
+                assert_eq!(xt[l * ip + c], want, "lane {l}, column {c}");
+            }
+        }
+    }
 }

@@ -172,6 +172,9 @@ struct Scratch<F> {
     layer_out: Vec<Vec<F>>,
     /// Pre-activation of the output, `[B]`.
     pre: Vec<F>,
+    /// `tanh(LECUN_SLOPE·Δ)`, `[d_m, B]`: the backward step reads it instead of forming
+    /// it again (a `tanh` is an `exp` and a division per lane).
+    squashed: Vec<F>,
     /// Backward, one block of sequences: gradients of a layer's output and input, per row.
     d_out: Vec<[F; LANES]>,
     d_in: Vec<[F; LANES]>,
@@ -237,6 +240,7 @@ impl<F: Real> ElmKernel<F> {
             layer_in: self.mlp.iter().map(|&(_, i)| vec![F::zero(); i * batch]).collect(),
             layer_out: self.mlp.iter().map(|&(o, _)| vec![F::zero(); o * batch]).collect(),
             pre: vec![F::zero(); batch],
+            squashed: vec![F::zero(); self.memory * batch],
             d_out: vec![[F::zero(); LANES]; widest],
             d_in: vec![[F::zero(); LANES]; widest],
             inputs_t: vec![F::zero(); LANES * lanes::padded(widest)],

@@ -2,7 +2,7 @@
 //! batch of steps at once, and each source's gradient gathered from the synapses that
 //! read it.
 
-use super::lanes::{blocks, fma, join, LANES};
+use super::lanes::{balanced_blocks, blocks, fma, join, twelve_at_most, LANES};
 use super::ElmKernel;
 use crate::fused::{cpu, Real};
 
@@ -43,43 +43,44 @@ impl<F: Real> ElmKernel<F> {
         for &(src, d_beta) in pending {
             assert!(src.len() == sources * width && d_beta.len() == self.branches * width, "a step's sources and branch gradients");
         }
-        // synapse by synapse, each summed over the steps in registers (four synapses at a
-        // time: independent chains), then over the lanes: no accumulator goes through memory
-        const { assert!(LANES == 8, "the lane sum below is written for eight lanes") };
-        let lane_sum = |a: &[F; LANES]| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+        // each synapse summed over the steps in registers, then over the lanes: no
+        // accumulator goes through memory. A branch's synapses in as few groups of at most
+        // twelve as there can be, all of a group's chains in one pass over the steps (in
+        // groups of four, a branch of ten left two synapses on one chain each, as slow as
+        // the eight before them).
         for br in 0..self.branches {
             for lb in 0..nb {
-                let (mut k, end) = (br * syn, (br + 1) * syn);
-                while k + 4 <= end {
-                    let (mut a0, mut a1, mut a2, mut a3) = ([F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES]);
-                    let rows = [idx[k] as usize * nb + lb, idx[k + 1] as usize * nb + lb, idx[k + 2] as usize * nb + lb, idx[k + 3] as usize * nb + lb];
-                    for &(src, d_beta) in pending {
-                        let (src, db) = (blocks(src), &blocks(d_beta)[br * nb + lb]);
-                        // SAFETY: connectome entries are below I + N (`new`), and `src` is
-                        // I + N rows of nb blocks (asserted above)
-                        unsafe {
-                            mul_add_lanes(&mut a0, db, src.get_unchecked(rows[0]));
-                            mul_add_lanes(&mut a1, db, src.get_unchecked(rows[1]));
-                            mul_add_lanes(&mut a2, db, src.get_unchecked(rows[2]));
-                            mul_add_lanes(&mut a3, db, src.get_unchecked(rows[3]));
-                        }
-                    }
-                    w_s[k] += lane_sum(&a0);
-                    w_s[k + 1] += lane_sum(&a1);
-                    w_s[k + 2] += lane_sum(&a2);
-                    w_s[k + 3] += lane_sum(&a3);
-                    k += 4;
-                }
-                for k in k..end {
-                    let mut a = [F::zero(); LANES];
-                    let row = idx[k] as usize * nb + lb;
-                    for &(src, d_beta) in pending {
-                        mul_add_lanes(&mut a, &blocks(d_beta)[br * nb + lb], &blocks(src)[row]);
-                    }
-                    w_s[k] += lane_sum(&a);
+                for (k0, r) in balanced_blocks(syn, 12) {
+                    let k0 = br * syn + k0;
+                    twelve_at_most!(r, |R| synapse_group::<F, R>(&idx[k0..k0 + R], br, lb, nb, pending, &mut w_s[k0..k0 + R]));
                 }
             }
         }
+    }
+}
+
+/// Adds to `w_s[q]` the sum over the steps of `pending` and over the lanes of block `lb` of
+/// `δβ[br]·src[idx[q]]`, for the `R` synapses `q` of one branch.
+#[inline(always)]
+fn synapse_group<F: Real, const R: usize>(idx: &[u32], br: usize, lb: usize, nb: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
+    const { assert!(LANES == 8, "the lane sum below is written for eight lanes") };
+    let lane_sum = |a: &[F; LANES]| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+    assert!(idx.len() == R && w_s.len() == R);
+    let mut rows = [0usize; R];
+    for q in 0..R {
+        rows[q] = idx[q] as usize * nb + lb;
+    }
+    let mut acc = [[F::zero(); LANES]; R];
+    for &(src, d_beta) in pending {
+        let (src, db) = (blocks(src), &blocks(d_beta)[br * nb + lb]);
+        for q in 0..R {
+            // SAFETY: connectome entries are below I + N (`new`), and `src` is I + N rows of
+            // nb blocks (asserted by the caller)
+            mul_add_lanes(&mut acc[q], db, unsafe { src.get_unchecked(rows[q]) });
+        }
+    }
+    for q in 0..R {
+        w_s[q] += lane_sum(&acc[q]);
     }
 }
 
