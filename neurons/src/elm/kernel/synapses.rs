@@ -43,40 +43,43 @@ impl<F: Real> ElmKernel<F> {
         for &(src, d_beta) in pending {
             assert!(src.len() == sources * width && d_beta.len() == self.branches * width, "a step's sources and branch gradients");
         }
-        // each synapse summed over the steps in registers, then over the lanes: no
-        // accumulator goes through memory. A branch's synapses in as few groups of at most
-        // twelve as there can be, all of a group's chains in one pass over the steps (in
-        // groups of four, a branch of ten left two synapses on one chain each, as slow as
-        // the eight before them).
+        // each synapse summed over the steps and the blocks of sequences in registers,
+        // then over the lanes: no accumulator goes through memory, and one lane sum per
+        // synapse per batch of steps (at batch 32 a batch is one step, and a lane sum per
+        // block and step, six instructions against the synapse's one multiply-add, made the
+        // SHD-Adding backward a quarter slower). A branch's synapses in as
+        // few groups of at most twelve as there can be, all of a group's chains in one pass
+        // (in groups of four, a branch of ten left two synapses on one chain each, as slow
+        // as the eight before them).
         for br in 0..self.branches {
-            for lb in 0..nb {
-                for (k0, r) in balanced_blocks(syn, 12) {
-                    let k0 = br * syn + k0;
-                    twelve_at_most!(r, |R| synapse_group::<F, R>(&idx[k0..k0 + R], br, lb, nb, pending, &mut w_s[k0..k0 + R]));
-                }
+            for (k0, r) in balanced_blocks(syn, 12) {
+                let k0 = br * syn + k0;
+                twelve_at_most!(r, |R| synapse_group::<F, R>(&idx[k0..k0 + R], br, nb, pending, &mut w_s[k0..k0 + R]));
             }
         }
     }
 }
 
-/// Adds to `w_s[q]` the sum over the steps of `pending` and over the lanes of block `lb` of
-/// `δβ[br]·src[idx[q]]`, for the `R` synapses `q` of one branch.
+/// Adds to `w_s[q]` the sum over the steps of `pending`, the `nb` blocks of sequences and
+/// their lanes of `δβ[br]·src[idx[q]]`, for the `R` synapses `q` of one branch.
 #[inline(always)]
-fn synapse_group<F: Real, const R: usize>(idx: &[u32], br: usize, lb: usize, nb: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
+fn synapse_group<F: Real, const R: usize>(idx: &[u32], br: usize, nb: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
     const { assert!(LANES == 8, "the lane sum below is written for eight lanes") };
     let lane_sum = |a: &[F; LANES]| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
     assert!(idx.len() == R && w_s.len() == R);
     let mut rows = [0usize; R];
     for q in 0..R {
-        rows[q] = idx[q] as usize * nb + lb;
+        rows[q] = idx[q] as usize * nb;
     }
     let mut acc = [[F::zero(); LANES]; R];
     for &(src, d_beta) in pending {
-        let (src, db) = (blocks(src), &blocks(d_beta)[br * nb + lb]);
-        for q in 0..R {
-            // SAFETY: connectome entries are below I + N (`new`), and `src` is I + N rows of
-            // nb blocks (asserted by the caller)
-            mul_add_lanes(&mut acc[q], db, unsafe { src.get_unchecked(rows[q]) });
+        let (src, db) = (blocks(src), &blocks(d_beta)[br * nb..(br + 1) * nb]);
+        for (lb, db) in db.iter().enumerate() {
+            for q in 0..R {
+                // SAFETY: connectome entries are below I + N (`new`), and `src` is I + N rows
+                // of nb blocks (asserted by the caller)
+                mul_add_lanes(&mut acc[q], db, unsafe { src.get_unchecked(rows[q] + lb) });
+            }
         }
     }
     for q in 0..R {
