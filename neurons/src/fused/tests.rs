@@ -306,6 +306,65 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
     }
 }
 
+/// The f32 ELM kernel's forward takes reused buffers (`Real::scratch`, contents left by
+/// earlier uses) for its sources and states: a run on buffers just left by a wider batch
+/// (non-zero values where this batch has padding) gives bit for bit what a run on a fresh
+/// thread gives.
+#[test]
+fn elm_kernel_on_reused_buffers_equals_a_fresh_run() {
+    use crate::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
+    use crate::elm::{LayerSpec, MlpActivation};
+    let (n, i, t) = (6usize, 5usize, 7usize);
+    let spec = LayerSpec {
+        name: "hidden".into(),
+        units: n,
+        input_width: i,
+        memory: 2,
+        mlp_hidden: 3,
+        mlp_layers: 1,
+        mlp_activation: MlpActivation::Relu2,
+        branches: 2,
+        synapses_per_branch: 3,
+        lambda: 5.0,
+        tau_memory: (1.0, 20.0),
+        learn_tau: false,
+        high_pass_tau: Some(3.0),
+        input_scale: 2.0,
+        relu_output: true,
+        dropout: 0.0,
+        mlp_penalty: 0.0,
+        activity_penalty: 0.0,
+        path: crate::path::Path::Fused,
+        inputs_need_grad: true,
+    };
+    let mut rng = stream(7, "elm-reuse", 0);
+    let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..i + n)).collect();
+    let kernel = ElmKernel::<f32>::new(&spec, &connectome);
+    let mut draw = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-0.9..0.9)).collect() };
+    let w_s = draw(n * spec.k_c());
+    let mlp: Vec<(Vec<f32>, Vec<f32>)> = spec.mlp_shapes().iter().map(|&(o, inp)| (draw(n * o * inp), draw(n * o))).collect();
+    let (w_y, b, kappa_m, okl) = (draw(n * spec.memory), draw(n), vec![0.8f32; n * spec.memory], vec![0.2f32; n * spec.memory]);
+    let params = ElmParams { w_s: &w_s, mlp: mlp.iter().map(|(w, b)| (w.as_slice(), b.as_slice())).collect(), w_y: &w_y, b: &b, kappa_m: &kappa_m, one_minus_kappa_lambda: &okl };
+    // the wide batch's sequences 10..16 (this batch's padding) are NaN: a value of theirs
+    // left in a buffer and read would turn this batch's sums into NaN
+    let wide_inputs: Vec<Vec<f32>> = (0..t).map(|_| draw(i * 16).iter().enumerate().map(|(k, v)| if k % 16 >= 10 { f32::NAN } else { v * 50.0 }).collect()).collect();
+    let inputs: Vec<Vec<f32>> = (0..t).map(|_| draw(i * 10)).collect();
+    let (d_out, d_m) = ((0..t).map(|_| draw(n * 10)).collect::<Vec<_>>(), draw(n * spec.memory * 10));
+    let batch_10 = || {
+        let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let run = kernel.run(&params, &xs, vec![0.0; n * spec.memory * 10], vec![0.0; n * 10], vec![0.0; n * 10], ElmExtras::default());
+        let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &vec![0.0; n * 10], abs_delta: None, activity: None };
+        let g = kernel.backward(&params, &run, &up, true);
+        let outputs: Vec<Vec<f32>> = (0..=t).map(|k| run.output(k)).collect();
+        (outputs, run.memory(t), g.w_s, g.mlp, g.w_y, g.inputs)
+    };
+    let fresh = std::thread::scope(|scope| scope.spawn(batch_10).join().expect("the fresh run"));
+    // a batch of 16 (no padding) leaves its buffers behind on this thread
+    let xs: Vec<&[f32]> = wide_inputs.iter().map(Vec::as_slice).collect();
+    drop(kernel.run(&params, &xs, vec![1.0; n * spec.memory * 16], vec![0.5; n * 16], vec![1.0; n * 16], ElmExtras::default()));
+    assert_eq!(batch_10(), fresh);
+}
+
 /// The f32 kernels' `tanh` (one `exp`, series near zero) against f64 `tanh`.
 #[test]
 fn fast_f32_tanh_is_within_f32_rounding_of_tanh() {

@@ -167,21 +167,26 @@ impl<F: Real> ElmKernel<F> {
             ..extras
         };
         let rows = inp + n;
-        // every step's sources: the masked inputs now, the masked outputs as they are formed
-        let mut sources = vec![F::zero(); steps * rows * w];
+        // every step's sources: the masked inputs now, the masked outputs as they are formed.
+        // These buffers and the states are reused ones (`Real::scratch`), not zeroed: every
+        // value is written before it is read (zeroing and faulting in some 40 MB anew at
+        // every SHD-Adding pass was a few percent of an inference batch)
+        let mut sources = F::scratch(steps * rows * w);
         for (x, block) in inputs.iter().zip(sources.chunks_exact_mut(rows * w)) {
             let block = &mut block[..inp * w];
             for (o, r) in block.chunks_exact_mut(w).zip(x.chunks_exact(unpadded)) {
                 o[..unpadded].copy_from_slice(r);
+                o[unpadded..].fill(F::zero());
             }
             if let Some(mask) = &extras.input_mask {
                 block.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v * m);
             }
         }
         let (state_m, state_n) = (n * d_m * w, n * w);
-        let mut m = vec![F::zero(); (steps + 1) * state_m];
-        let mut e = vec![F::zero(); (steps + 1) * state_n];
-        let mut a = vec![F::zero(); (steps + 1) * state_n];
+        // step 0 written here, every later step by its neurons' steps, all lanes
+        let mut m = F::scratch((steps + 1) * state_m);
+        let mut e = F::scratch((steps + 1) * state_n);
+        let mut a = F::scratch((steps + 1) * state_n);
         m[..state_m].copy_from_slice(&pad(&m0, unpadded, w));
         e[..state_n].copy_from_slice(&pad(&e0, unpadded, w));
         a[..state_n].copy_from_slice(&pad(&a0, unpadded, w));

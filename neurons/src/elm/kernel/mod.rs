@@ -89,7 +89,7 @@ pub struct ElmExtras<F> {
 /// What the forward pass keeps: every step's state and sources (no other intermediates),
 /// each kind in one buffer, step-major. Internally `[·, W]` with the batch padded to `W`;
 /// the accessors return `[·, B]`.
-pub struct ElmRun<F> {
+pub struct ElmRun<F: Real> {
     pub batch: usize,
     pub steps: usize,
     width: usize,
@@ -107,6 +107,14 @@ pub struct ElmRun<F> {
     abs_delta: Vec<F>,
     /// `Σ_t relu(a)`, `[N, W]` (activity penalty).
     activity: Vec<F>,
+}
+
+impl<F: Real> Drop for ElmRun<F> {
+    fn drop(&mut self) {
+        for buffer in [&mut self.m, &mut self.e, &mut self.a, &mut self.sources] {
+            F::recycle(std::mem::take(buffer));
+        }
+    }
 }
 
 /// Step `t`'s block of a step-major buffer of `len`-long blocks.
