@@ -224,6 +224,33 @@ fn listed_params<'a>(p: &'a [Vec<f64>], kappa_m: &'a [f64], one_minus_kappa_lamb
     }
 }
 
+/// A small ELM layer for the kernel-level tests: `n` neurons on `i` inputs, two branches
+/// of two synapses, a two-layer relu² MLP, high-pass on, no dropout or penalties.
+fn kernel_spec(n: usize, i: usize) -> crate::elm::LayerSpec {
+    crate::elm::LayerSpec {
+        name: "hidden".into(),
+        units: n,
+        input_width: i,
+        memory: 2,
+        mlp_hidden: 3,
+        mlp_layers: 2,
+        mlp_activation: crate::elm::MlpActivation::Relu2,
+        branches: 2,
+        synapses_per_branch: 2,
+        lambda: 5.0,
+        tau_memory: (1.0, 20.0),
+        learn_tau: false,
+        high_pass_tau: Some(3.0),
+        input_scale: 2.0,
+        relu_output: true,
+        dropout: 0.0,
+        mlp_penalty: 0.0,
+        activity_penalty: 0.0,
+        path: crate::path::Path::Fused,
+        inputs_need_grad: true,
+    }
+}
+
 /// Central differences in f64 of `L = Σ_t r_t·a_t + s·m_T + q·e_T + u·Σ|Δ| + v·Σrelu(a)`
 /// against the ELM kernel's backward, with dropout masks, both penalty sums, high-pass,
 /// a two-layer MLP, a non-zero initial state and per-neuron timescale factors.
@@ -233,28 +260,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
     use crate::elm::{LayerSpec, MlpActivation};
     for (activation, high_pass, relu_output) in [(MlpActivation::Relu2, Some(3.0), true), (MlpActivation::Silu, None, false)] {
         let (n, i, b, t) = (3usize, 2usize, 2usize, 4usize);
-        let spec = LayerSpec {
-            name: "hidden".into(),
-            units: n,
-            input_width: i,
-            memory: 2,
-            mlp_hidden: 3,
-            mlp_layers: 2,
-            mlp_activation: activation,
-            branches: 2,
-            synapses_per_branch: 2,
-            lambda: 5.0,
-            tau_memory: (1.0, 20.0),
-            learn_tau: false,
-            high_pass_tau: high_pass,
-            input_scale: 2.0,
-            relu_output,
-            dropout: 0.0,
-            mlp_penalty: 0.0,
-            activity_penalty: 0.0,
-            path: crate::path::Path::Fused,
-            inputs_need_grad: true,
-        };
+        let spec = LayerSpec { mlp_activation: activation, high_pass_tau: high_pass, relu_output, ..kernel_spec(n, i) };
         let mut rng = stream(6, "elm-fd", 0);
         let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..i + n)).collect();
         let kernel = ElmKernel::<f64>::new(&spec, &connectome);
@@ -313,30 +319,9 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
 #[test]
 fn elm_kernel_on_reused_buffers_equals_a_fresh_run() {
     use crate::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
-    use crate::elm::{LayerSpec, MlpActivation};
+    use crate::elm::LayerSpec;
     let (n, i, t) = (6usize, 5usize, 7usize);
-    let spec = LayerSpec {
-        name: "hidden".into(),
-        units: n,
-        input_width: i,
-        memory: 2,
-        mlp_hidden: 3,
-        mlp_layers: 1,
-        mlp_activation: MlpActivation::Relu2,
-        branches: 2,
-        synapses_per_branch: 3,
-        lambda: 5.0,
-        tau_memory: (1.0, 20.0),
-        learn_tau: false,
-        high_pass_tau: Some(3.0),
-        input_scale: 2.0,
-        relu_output: true,
-        dropout: 0.0,
-        mlp_penalty: 0.0,
-        activity_penalty: 0.0,
-        path: crate::path::Path::Fused,
-        inputs_need_grad: true,
-    };
+    let spec = LayerSpec { mlp_layers: 1, synapses_per_branch: 3, ..kernel_spec(n, i) };
     let mut rng = stream(7, "elm-reuse", 0);
     let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..i + n)).collect();
     let kernel = ElmKernel::<f32>::new(&spec, &connectome);
