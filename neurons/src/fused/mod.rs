@@ -2,9 +2,9 @@
 //! written by hand (the ELM kernel in `elm::kernel`, the LSTM's in `gated::lstm_kernel`,
 //! generic over `f32`/`f64` so that they can be checked in double precision) and attached
 //! to dfdx's tape as one backward operation (`tape`); `real` is their scalar type, `team`
-//! the threads of a time loop, `transpose` an 8×8 register tile's transpose, `cpu` the vector instructions they may use, `kernels` where
-//! the CUDA kernels run instead (the GPU; the host shim in tests). The op-by-op layers stay
-//! the reference these must equal.
+//! the threads of a time loop, `transpose` an 8×8 register tile's transpose, `cpu` the
+//! vector instructions they may use, `kernels` where the CUDA kernels run instead (the GPU;
+//! the host shim in tests). The op-by-op layers stay the reference these must equal.
 
 pub(crate) mod cpu;
 pub(crate) mod kernels;

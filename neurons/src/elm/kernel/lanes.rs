@@ -63,16 +63,22 @@ pub(super) fn balanced_blocks(len: usize, most: usize) -> impl Iterator<Item = (
     (0..len).step_by(size).map(move |start| (start, size.min(len - start)))
 }
 
+/// `match $n` over the literal counts `$v`, each arm calling `$call` with the const
+/// generic `$k` set to that count; any other count runs `$otherwise`.
+macro_rules! const_count {
+    ($n:expr, $k:ident, $call:expr, $otherwise:expr, $($v:literal)*) => {
+        match $n {
+            $($v => { const $k: usize = $v; $call })*
+            _ => $otherwise,
+        }
+    };
+}
+pub(super) use const_count;
+
 /// Calls `$call` with the const generic `$k` set to the runtime count `$n` (1 to 12).
 macro_rules! twelve_at_most {
     ($n:expr, |$k:ident| $call:expr) => {
-        twelve_at_most!(@ $n, $k, $call, 1 2 3 4 5 6 7 8 9 10 11 12)
-    };
-    (@ $n:expr, $k:ident, $call:expr, $($v:literal)*) => {
-        match $n {
-            $($v => { const $k: usize = $v; $call })*
-            _ => unreachable!("blocks of at most twelve"),
-        }
+        super::lanes::const_count!($n, $k, $call, unreachable!("blocks of at most twelve"), 1 2 3 4 5 6 7 8 9 10 11 12)
     };
 }
 pub(super) use twelve_at_most;
@@ -82,13 +88,7 @@ pub(super) use twelve_at_most;
 /// count is unrolled whole: no remainder branches, every load issued ahead.
 macro_rules! sixteen_or_runtime {
     ($n:expr, |$k:ident| $call:expr) => {
-        sixteen_or_runtime!(@ $n, $k, $call, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
-    };
-    (@ $n:expr, $k:ident, $call:expr, $($v:literal)*) => {
-        match $n {
-            $($v => { const $k: usize = $v; $call })*
-            _ => { const $k: usize = 0; $call }
-        }
+        super::lanes::const_count!($n, $k, $call, { const $k: usize = 0; $call }, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
     };
 }
 pub(super) use sixteen_or_runtime;

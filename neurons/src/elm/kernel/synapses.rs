@@ -19,8 +19,8 @@ impl<F: Real> ElmKernel<F> {
 
     /// Adds to `w_s` (neuron `n`'s `[k_c]`, unscaled) `Σ_t Σ_b δβ_t[branch(k), b]·src_t[j(k), b]`
     /// over the steps in `pending` (each its sources `[I + N, W]` and this neuron's branch
-    /// gradients `[branches, W]`). Per-sequence sums stay in lanes over all the steps, so there is
-    /// one horizontal sum per synapse per batch of steps instead of one per step.
+    /// gradients `[branches, W]`). Per-sequence sums stay in lanes over all the steps and
+    /// blocks of sequences, so there is one horizontal sum per synapse per batch of steps.
     pub(super) fn synapse_grads(&self, n: usize, width: usize, pending: &[(&[F], &[F])], w_s: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
         if cpu::avx2_fma() {
@@ -45,12 +45,12 @@ impl<F: Real> ElmKernel<F> {
         }
         // each synapse summed over the steps and the blocks of sequences in registers,
         // then over the lanes: no accumulator goes through memory, and one lane sum per
-        // synapse per batch of steps (at batch 32 a batch is one step, and a lane sum per
-        // block and step, six instructions against the synapse's one multiply-add, made the
-        // SHD-Adding backward a quarter slower). A branch's synapses in as
-        // few groups of at most twelve as there can be, all of a group's chains in one pass
-        // (in groups of four, a branch of ten left two synapses on one chain each, as slow
-        // as the eight before them).
+        // synapse per batch of steps (at batch 32 a batch is one step, and with a lane sum
+        // per block and step, six instructions against the synapse's one multiply-add, the
+        // SHD-Adding backward took 1.3× as long). A branch's synapses in as few groups of at
+        // most twelve as there can be, all of a group's chains in one pass (in groups of
+        // four, a branch of ten left its last two synapses a pass each on a single chain,
+        // bound by the FMA latency).
         for br in 0..self.branches {
             for (k0, r) in balanced_blocks(syn, 12) {
                 let k0 = br * syn + k0;
