@@ -2,8 +2,9 @@
 //! forward `run` and `backward`, medians of several rounds. A development bench: the
 //! whole training step is `elmlab bench`.
 //!
-//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8] [BATCH] [ROUNDS]`
-//! (threads: `RAYON_NUM_THREADS`).
+//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8|shd-readout] [BATCH] [ROUNDS]`
+//! (threads: `RAYON_NUM_THREADS`). `shd-readout` is the SHD-Adding readout layer: 19
+//! neurons whose synapses all read the hidden layer's outputs, whose gradients it forms.
 
 use elmlab_neurons::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
 use elmlab_neurons::elm::{LayerSpec, MlpActivation};
@@ -14,15 +15,18 @@ use std::time::Instant;
 fn spec(task: &str) -> (LayerSpec, usize) {
     let (units, input, memory, branches, synapses, hidden, steps, high_pass) = match task {
         "enwik8" => (1024, 204, 15, 50, 15, 30, 100, Some(2.0)),
+        // the SHD-Adding readout layer: 19 neurons fed by the 96 hidden outputs
+        "shd-readout" => (19, 96, 3, 30, 10, 0, 1000, None),
         _ => (96, 700, 5, 30, 10, 10, 1000, Some(5.0)),
     };
+    let readout = task == "shd-readout";
     let spec = LayerSpec {
-        name: "hidden".into(),
+        name: if readout { "readout" } else { "hidden" }.into(),
         units,
         input_width: input,
         memory,
         mlp_hidden: hidden,
-        mlp_layers: 1,
+        mlp_layers: if readout { 0 } else { 1 },
         mlp_activation: MlpActivation::Relu2,
         branches,
         synapses_per_branch: synapses,
@@ -31,12 +35,12 @@ fn spec(task: &str) -> (LayerSpec, usize) {
         learn_tau: false,
         high_pass_tau: high_pass,
         input_scale: 10.0,
-        relu_output: true,
+        relu_output: !readout,
         dropout: 0.0,
         mlp_penalty: 0.002,
         activity_penalty: 0.2,
         path: Path::Fused,
-        inputs_need_grad: false,
+        inputs_need_grad: readout,
     };
     (spec, steps)
 }
@@ -58,7 +62,9 @@ fn main() {
     let (spec, steps) = spec(task);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (n, d_m, k_c, inp) = (spec.units, spec.memory, spec.k_c(), spec.input_width);
-    let connectome: Vec<usize> = (0..n * k_c).map(|_| rng.gen_range(0..inp + n)).collect();
+    // a readout reads only its inputs (recurrent share 0)
+    let sources = if spec.inputs_need_grad { inp } else { inp + n };
+    let connectome: Vec<usize> = (0..n * k_c).map(|_| rng.gen_range(0..sources)).collect();
     let kernel = ElmKernel::<f32>::new(&spec, &connectome);
     let w_s = uniform(&mut rng, n * k_c, 0.05);
     let mlp: Vec<(Vec<f32>, Vec<f32>)> = spec.mlp_shapes().iter().map(|&(o, i)| (uniform(&mut rng, n * o * i, 0.3), uniform(&mut rng, n * o, 0.1))).collect();
@@ -78,9 +84,9 @@ fn main() {
         let run = kernel.run(&params, &views, vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.0; n * batch], extras());
         let t1 = Instant::now();
         let up = ElmUpstream { outputs: &d_out, m_last: &d_m_last, e_last: &d_e_last, abs_delta: Some(&d_abs), activity: Some(&d_act) };
-        let g = kernel.backward(&params, &run, &up, false);
+        let g = kernel.backward(&params, &run, &up, spec.inputs_need_grad);
         let t2 = Instant::now();
-        fingerprint = fnv1a(run.output(steps).iter().chain(&g.w_s).chain(g.mlp.iter().flat_map(|(w, b)| w.iter().chain(b))).chain(&g.w_y).chain(&g.b).chain(&g.m0));
+        fingerprint = fnv1a(run.output(steps).iter().chain(&g.w_s).chain(g.mlp.iter().flat_map(|(w, b)| w.iter().chain(b))).chain(&g.w_y).chain(&g.b).chain(&g.m0).chain(g.inputs.iter().flatten()));
         if round > 0 {
             fwd.push((t1 - t0).as_secs_f64());
             bwd.push((t2 - t1).as_secs_f64());

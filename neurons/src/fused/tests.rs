@@ -253,17 +253,33 @@ fn kernel_spec(n: usize, i: usize) -> crate::elm::LayerSpec {
 
 /// Central differences in f64 of `L = Σ_t r_t·a_t + s·m_T + q·e_T + u·Σ|Δ| + v·Σrelu(a)`
 /// against the ELM kernel's backward, with dropout masks, both penalty sums, high-pass,
-/// a two-layer MLP, a non-zero initial state and per-neuron timescale factors.
+/// a two-layer MLP, a non-zero initial state and per-neuron timescale factors. The last
+/// two cases contract the synapse weights over three steps at a time (seven steps: 3, 3,
+/// 1), one of them a layer whose synapses all read inputs (a readout's wiring: its team
+/// runs each neuron through a contraction's steps between two barriers).
 #[test]
 fn elm_kernel_gradients_equal_finite_differences_in_f64() {
     use crate::elm::kernel::{ElmExtras, ElmKernel, ElmUpstream};
     use crate::elm::{LayerSpec, MlpActivation};
-    for (activation, high_pass, relu_output) in [(MlpActivation::Relu2, Some(3.0), true), (MlpActivation::Silu, None, false)] {
-        let (n, i, b, t) = (3usize, 2usize, 2usize, 4usize);
+    let (n, i, b) = (3usize, 2usize, 2usize);
+    // a step's sources in f64: (i + n) rows of one block of eight sequences
+    let three_steps = 3 * (i + n) * 8 * std::mem::size_of::<f64>();
+    let cases = [
+        (MlpActivation::Relu2, Some(3.0), true, false, None, 4usize),
+        (MlpActivation::Silu, None, false, false, None, 4),
+        (MlpActivation::Relu2, Some(3.0), true, false, Some(three_steps), 7),
+        (MlpActivation::Relu2, Some(3.0), true, true, Some(three_steps), 7),
+    ];
+    for (activation, high_pass, relu_output, feed_forward, contraction, t) in cases {
         let spec = LayerSpec { mlp_activation: activation, high_pass_tau: high_pass, relu_output, ..kernel_spec(n, i) };
         let mut rng = stream(6, "elm-fd", 0);
-        let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..i + n)).collect();
+        let sources = if feed_forward { i } else { i + n };
+        let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..sources)).collect();
         let kernel = ElmKernel::<f64>::new(&spec, &connectome);
+        let kernel = match contraction {
+            Some(bytes) => kernel.with_contraction_bytes(bytes),
+            None => kernel,
+        };
         let mut draw = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.gen_range(-0.9..0.9)).collect() };
         // variables: w_s, (weight, bias) × 3 layers, w_y, b, x_0..x_{T-1}, m0, e0, a0
         let mut vars: Vec<Vec<f64>> = vec![draw(n * spec.k_c())];
@@ -308,7 +324,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         analytic.extend([g.w_y, g.b]);
         analytic.extend(g.inputs);
         analytic.extend([g.m0, g.e0, g.a0, g.kappa_m, g.one_minus_kappa_lambda]);
-        assert_finite_differences(&format!("elm {activation:?}"), &vars, &analytic, loss, 1e-7);
+        assert_finite_differences(&format!("elm {activation:?}, feed-forward {feed_forward}, {t} steps"), &vars, &analytic, loss, 1e-7);
     }
 }
 

@@ -52,75 +52,94 @@ impl<F: Real> ElmKernel<F> {
         // only the recurrent sources gather when the inputs need no gradient
         let first = if input_grads { 0 } else { inp };
         const SOURCES_PER_PIECE: usize = 16;
+        // without synapses that read the layer's outputs, no gradient flows to them: only the
+        // inputs gather (if they need gradients at all), and a round is a contraction's worth
+        // of steps (`steps_per_round`), each neuron through them all, latest first
+        let last = if self.recurrent { inp + n } else { inp };
+        let round = self.steps_per_round(w).min(chunk);
+        let rounds = steps.div_ceil(round);
         let per_piece = neurons_per_piece(n);
-        let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), (inp + n - first).div_ceil(SOURCES_PER_PIECE));
-        let (neuron_round, source_round) = (Claims::new(steps, neuron_pieces), Claims::new(steps, source_pieces + neuron_pieces));
+        let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), last.saturating_sub(first).div_ceil(SOURCES_PER_PIECE));
+        let (neuron_round, source_round) = (Claims::new(rounds, neuron_pieces), Claims::new(rounds, source_pieces + neuron_pieces));
         {
             let (g_s, d_m_s, d_e_s) = (Shared::new(&mut grads), Shared::new(&mut d_m_carry), Shared::new(&mut d_e_carry));
             let (later_s, d_beta_s, d_x_s) = (Shared::new(&mut d_a_from_later), Shared::new(&mut d_beta), Shared::new(&mut d_x));
             let (outputs, abs_up, act_up, gather) = (&outputs, &abs_up, &act_up, &gather);
             let nb = w / LANES;
+            // step t's slot among the contraction's branch gradients
+            let slot_of = |t: usize| (steps - 1 - t) % chunk;
             team::run(team::size_for(neuron_pieces.max(source_pieces)), |_, barrier| {
                 let (mut s, mut m_i, mut e_i, mut a_i, mut d_a) = (self.scratch(w), vec![F::zero(); d_m * w], vec![F::zero(); w], vec![F::zero(); w], vec![F::zero(); w]);
                 // the steps a synapse-weight contraction reads (one list per thread, refilled)
                 let mut pending: Vec<(&[F], &[F])> = Vec::with_capacity(chunk);
-                for t in (0..steps).rev() {
-                    let (slot, src) = ((steps - 1 - t) % chunk, run.sources_at(t));
-                    let (m_prev, e_prev) = (run.m_at(t), run.e_at(t));
-                    for piece in neuron_round.take(t) {
+                for k in 0..rounds {
+                    // this round's steps t0..t1 (the first round ends the sequence)
+                    let t1 = steps - k * round;
+                    let t0 = t1.saturating_sub(round);
+                    for piece in neuron_round.take(k) {
                         for i in piece * per_piece..n.min((piece + 1) * per_piece) {
-                            // SAFETY: in this round neuron i's carried gradients, parameter
-                            // gradients and branch gradients are this piece's alone; the
-                            // gradients from later steps were written before the last barrier
-                            // and are only read here.
-                            let (later, g, d_m_i, d_e_i, d_beta_i) = unsafe {
-                                (
-                                    later_s.read(i * w..(i + 1) * w),
-                                    &mut g_s.write(i..i + 1)[0],
-                                    d_m_s.write(i * d_m * w..(i + 1) * d_m * w),
-                                    d_e_s.write(i * w..(i + 1) * w),
-                                    d_beta_s.write(slot * slot_len + i * self.branches * w..slot * slot_len + (i + 1) * self.branches * w),
-                                )
-                            };
-                            d_a.iter_mut().zip(&outputs[t][i * w..(i + 1) * w]).zip(later).for_each(|((o, &x), &y)| *o = x + y);
-                            let m_prev_i = &m_prev[i * d_m * w..(i + 1) * d_m * w];
-                            self.neuron_step(p, i, w, src, m_prev_i, &e_prev[i * w..(i + 1) * w], &mut s, &mut m_i, &mut e_i, &mut a_i);
-                            let up_i = NeuronUpstream {
-                                d_a: &d_a,
-                                abs_delta: abs_up.as_ref().map(|v| &v[i * w..(i + 1) * w]),
-                                activity: act_up.as_ref().map(|v| &v[i * w..(i + 1) * w]),
-                            };
-                            self.neuron_backward(p, i, w, &mut s, &m_i, m_prev_i, &a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
+                            for t in (t0..t1).rev() {
+                                let (slot, src, m_prev, e_prev) = (slot_of(t), run.sources_at(t), run.m_at(t), run.e_at(t));
+                                // SAFETY: in this round neuron i's carried gradients, parameter
+                                // gradients and branch gradients are this piece's alone; the
+                                // gradients from later steps were written before the last barrier
+                                // (where a round is one step; otherwise they are zeros) and are
+                                // only read here.
+                                let (later, g, d_m_i, d_e_i, d_beta_i) = unsafe {
+                                    (
+                                        later_s.read(i * w..(i + 1) * w),
+                                        &mut g_s.write(i..i + 1)[0],
+                                        d_m_s.write(i * d_m * w..(i + 1) * d_m * w),
+                                        d_e_s.write(i * w..(i + 1) * w),
+                                        d_beta_s.write(slot * slot_len + i * self.branches * w..slot * slot_len + (i + 1) * self.branches * w),
+                                    )
+                                };
+                                d_a.iter_mut().zip(&outputs[t][i * w..(i + 1) * w]).zip(later).for_each(|((o, &x), &y)| *o = x + y);
+                                let m_prev_i = &m_prev[i * d_m * w..(i + 1) * d_m * w];
+                                self.neuron_step(p, i, w, src, m_prev_i, &e_prev[i * w..(i + 1) * w], &mut s, &mut m_i, &mut e_i, &mut a_i);
+                                let up_i = NeuronUpstream {
+                                    d_a: &d_a,
+                                    abs_delta: abs_up.as_ref().map(|v| &v[i * w..(i + 1) * w]),
+                                    activity: act_up.as_ref().map(|v| &v[i * w..(i + 1) * w]),
+                                };
+                                self.neuron_backward(p, i, w, &mut s, &m_i, m_prev_i, &a_i, &up_i, d_m_i, d_e_i, g, d_beta_i);
+                            }
                         }
                     }
                     barrier.wait();
-                    let flush = slot + 1 == chunk || t == 0;
-                    for piece in source_round.take(t) {
+                    // the contraction runs once its slots are full, or at the sequence's start
+                    let first_slot = slot_of(t0);
+                    let flush = first_slot + 1 == chunk || t0 == 0;
+                    for piece in source_round.take(k) {
                         if piece < source_pieces {
-                            // SAFETY: this step's branch gradients are complete (barrier) and
-                            // only read in this round; each source's row is this piece's alone
-                            let d_beta_now = unsafe { d_beta_s.read(slot * slot_len..(slot + 1) * slot_len) };
-                            for j in first + piece * SOURCES_PER_PIECE..(inp + n).min(first + (piece + 1) * SOURCES_PER_PIECE) {
-                                let (out, mask) = if j < inp {
-                                    // SAFETY: step t's row of input j is this piece's alone
-                                    (unsafe { d_x_s.write((t * inp + j) * w..(t * inp + j + 1) * w) }, run.extras.input_mask.as_ref().map(|v| &v[j * w..(j + 1) * w]))
-                                } else {
-                                    // SAFETY: read by the neurons only after the next barrier
-                                    (unsafe { later_s.write((j - inp) * w..(j - inp + 1) * w) }, run.extras.recurrent_mask.as_ref().map(|v| &v[(j - inp) * w..(j - inp + 1) * w]))
-                                };
-                                gather_source(blocks_mut(out), &gather[self.inverse_start[j] as usize..self.inverse_start[j + 1] as usize], blocks(d_beta_now), nb);
-                                if let Some(mask) = mask {
-                                    out.iter_mut().zip(mask).for_each(|(g, &m)| *g = *g * m);
+                            for j in first + piece * SOURCES_PER_PIECE..last.min(first + (piece + 1) * SOURCES_PER_PIECE) {
+                                for t in t0..t1 {
+                                    let slot = slot_of(t);
+                                    // SAFETY: this round's branch gradients are complete (barrier)
+                                    // and only read in this round; each source's rows are this
+                                    // piece's alone
+                                    let d_beta_now = unsafe { d_beta_s.read(slot * slot_len..(slot + 1) * slot_len) };
+                                    let (out, mask) = if j < inp {
+                                        // SAFETY: step t's row of input j is this piece's alone
+                                        (unsafe { d_x_s.write((t * inp + j) * w..(t * inp + j + 1) * w) }, run.extras.input_mask.as_ref().map(|v| &v[j * w..(j + 1) * w]))
+                                    } else {
+                                        // SAFETY: read by the neurons only after the next barrier
+                                        (unsafe { later_s.write((j - inp) * w..(j - inp + 1) * w) }, run.extras.recurrent_mask.as_ref().map(|v| &v[(j - inp) * w..(j - inp + 1) * w]))
+                                    };
+                                    gather_source(blocks_mut(out), &gather[self.inverse_start[j] as usize..self.inverse_start[j + 1] as usize], blocks(d_beta_now), nb);
+                                    if let Some(mask) = mask {
+                                        out.iter_mut().zip(mask).for_each(|(g, &m)| *g = *g * m);
+                                    }
                                 }
                             }
                         } else if flush {
-                            // the slots 0..=slot hold steps t + slot down to t
+                            // the slots 0..=first_slot hold steps t0 + first_slot down to t0
                             let i0 = (piece - source_pieces) * per_piece;
                             for i in i0..n.min(i0 + per_piece) {
                                 // SAFETY: the branch gradients are only read in this round;
                                 // neuron i's synapse-weight gradients are this piece's alone
                                 let g = unsafe {
-                                    pending.extend((0..=slot).map(|k| (run.sources_at(t + slot - k), d_beta_s.read(k * slot_len + i * self.branches * w..k * slot_len + (i + 1) * self.branches * w))));
+                                    pending.extend((0..=first_slot).map(|q| (run.sources_at(t0 + first_slot - q), d_beta_s.read(q * slot_len + i * self.branches * w..q * slot_len + (i + 1) * self.branches * w))));
                                     &mut g_s.write(i..i + 1)[0]
                                 };
                                 self.synapse_grads(i, w, &pending, &mut g.w_s);

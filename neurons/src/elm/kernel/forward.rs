@@ -156,10 +156,18 @@ impl<F: Real> ElmKernel<F> {
 
     /// Runs the sequence `inputs` (each `[I, B]`) from `m0, e0, a0`. A team of threads
     /// claims pieces of a few neurons ([`neurons_per_piece`]) at each step, and one spinning barrier
-    /// ends the step (a neuron's step depends on every output of the step before).
+    /// ends the step (a neuron's step depends on every output of the step before); where no
+    /// synapse reads the layer's outputs, at each round of [`Self::steps_per_round`] steps.
     pub fn run(&self, p: &ElmParams<F>, inputs: &[&[F]], m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
+        self.run_with(p, inputs.len(), |t, out| out.copy_from_slice(&inputs[t][..out.len()]), m0, e0, a0, extras)
+    }
+
+    /// [`Self::run`] over `steps` steps whose inputs `fill(t, out)` writes (`out` is
+    /// `[I, B]`): straight into the kernel's table of sources where the batch is whole
+    /// blocks, so that a caller holding its inputs elsewhere (a tensor) copies them once.
+    pub fn run_with(&self, p: &ElmParams<F>, steps: usize, fill: impl Fn(usize, &mut [F]), m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
         let (n, d_m, inp) = (self.units, self.memory, self.input);
-        let (unpadded, steps) = (e0.len() / n, inputs.len());
+        let unpadded = e0.len() / n;
         let w = padded(unpadded);
         let extras = ElmExtras {
             input_mask: extras.input_mask.map(|v| pad(&v, unpadded, w)),
@@ -172,11 +180,18 @@ impl<F: Real> ElmKernel<F> {
         // value is written before it is read (zeroed anew, ~47 MB per SHD-Adding pass at
         // batch 8, the kernel's forward took 1.15–1.2× as long; at batch 32 twice as long)
         let mut sources = F::scratch(steps * rows * w);
-        for (x, block) in inputs.iter().zip(sources.chunks_exact_mut(rows * w)) {
+        // a partly filled last block: each step's inputs into `unpadded`, then padded
+        let mut unpadded_step = vec![F::zero(); if unpadded == w { 0 } else { inp * unpadded }];
+        for (t, block) in sources.chunks_exact_mut(rows * w).enumerate() {
             let block = &mut block[..inp * w];
-            for (o, r) in block.chunks_exact_mut(w).zip(x.chunks_exact(unpadded)) {
-                o[..unpadded].copy_from_slice(r);
-                o[unpadded..].fill(F::zero());
+            if unpadded == w {
+                fill(t, block);
+            } else {
+                fill(t, &mut unpadded_step);
+                for (o, r) in block.chunks_exact_mut(w).zip(unpadded_step.chunks_exact(unpadded.max(1))) {
+                    o[..unpadded].copy_from_slice(r);
+                    o[unpadded..].fill(F::zero());
+                }
             }
             if let Some(mask) = &extras.input_mask {
                 block.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v * m);
@@ -190,54 +205,66 @@ impl<F: Real> ElmKernel<F> {
         m[..state_m].copy_from_slice(&pad(&m0, unpadded, w));
         e[..state_n].copy_from_slice(&pad(&e0, unpadded, w));
         a[..state_n].copy_from_slice(&pad(&a0, unpadded, w));
-        if steps > 0 {
+        if steps > 0 && self.recurrent {
             recurrent_sources(&mut sources[inp * w..rows * w], &a[..state_n], extras.recurrent_mask.as_deref());
         }
         let mut abs_delta = vec![F::zero(); n * w];
         let mut activity = vec![F::zero(); n * w];
         let per_piece = neurons_per_piece(n);
         let pieces = n.div_ceil(per_piece);
-        let claims = Claims::new(steps, pieces);
+        // a round is one step where the neurons read each other's outputs; without such
+        // synapses a piece runs its neurons through several steps between two barriers
+        // (whose outputs then never become sources: those rows are zeros)
+        let round = self.steps_per_round(w).min(steps.max(1));
+        let rounds = steps.div_ceil(round);
+        if !self.recurrent {
+            sources.chunks_exact_mut(rows * w).for_each(|block| block[inp * w..].fill(F::zero()));
+        }
+        let claims = Claims::new(rounds, pieces);
         {
             let (ms, es, as_) = (Shared::new(&mut m), Shared::new(&mut e), Shared::new(&mut a));
             let (srcs, abs_s, act_s) = (Shared::new(&mut sources), Shared::new(&mut abs_delta), Shared::new(&mut activity));
             let extras = &extras;
             team::run(team::size_for(pieces), |_, barrier| {
                 let mut s = self.scratch(w);
-                for t in 0..steps {
-                    for piece in claims.take(t) {
+                for r in 0..rounds {
+                    for piece in claims.take(r) {
                         for i in piece * per_piece..n.min((piece + 1) * per_piece) {
-                            // SAFETY: step t's sources and states were written before the last
-                            // barrier and are only read in this round; the rows of neuron i at
-                            // step t + 1 (and its penalty sums) are written by this piece alone.
-                            let (src, m_prev, e_prev, m_i, e_i, a_i, abs_i, act_i) = unsafe {
-                                (
-                                    srcs.read(t * rows * w..(t + 1) * rows * w),
-                                    ms.read(t * state_m + i * d_m * w..t * state_m + (i + 1) * d_m * w),
-                                    es.read(t * state_n + i * w..t * state_n + (i + 1) * w),
-                                    ms.write((t + 1) * state_m + i * d_m * w..(t + 1) * state_m + (i + 1) * d_m * w),
-                                    es.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
-                                    as_.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
-                                    abs_s.write(i * w..(i + 1) * w),
-                                    act_s.write(i * w..(i + 1) * w),
-                                )
-                            };
-                            self.neuron_step(p, i, w, src, m_prev, e_prev, &mut s, m_i, e_i, a_i);
-                            if extras.mlp_penalty {
-                                let delta = &s.layer_out[self.mlp.len() - 1];
-                                for d in 0..d_m {
-                                    abs_i.iter_mut().zip(&delta[d * w..][..w]).for_each(|(acc, &v)| *acc += v.abs());
+                            for t in r * round..steps.min((r + 1) * round) {
+                                // SAFETY: step t's sources were written before the last barrier
+                                // (the outputs' rows only where the round is one step) and are
+                                // only read in this round; neuron i's rows of the states (read at
+                                // step t, written at t + 1) and its penalty sums are this piece's alone.
+                                let (src, m_prev, e_prev, m_i, e_i, a_i, abs_i, act_i) = unsafe {
+                                    (
+                                        srcs.read(t * rows * w..(t + 1) * rows * w),
+                                        ms.read(t * state_m + i * d_m * w..t * state_m + (i + 1) * d_m * w),
+                                        es.read(t * state_n + i * w..t * state_n + (i + 1) * w),
+                                        ms.write((t + 1) * state_m + i * d_m * w..(t + 1) * state_m + (i + 1) * d_m * w),
+                                        es.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
+                                        as_.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
+                                        abs_s.write(i * w..(i + 1) * w),
+                                        act_s.write(i * w..(i + 1) * w),
+                                    )
+                                };
+                                self.neuron_step(p, i, w, src, m_prev, e_prev, &mut s, m_i, e_i, a_i);
+                                if extras.mlp_penalty {
+                                    let delta = &s.layer_out[self.mlp.len() - 1];
+                                    for d in 0..d_m {
+                                        abs_i.iter_mut().zip(&delta[d * w..][..w]).for_each(|(acc, &v)| *acc += v.abs());
+                                    }
                                 }
-                            }
-                            if extras.activity_penalty {
-                                act_i.iter_mut().zip(a_i.iter()).for_each(|(acc, &v)| *acc += v.relu());
-                            }
-                            if t + 1 < steps {
-                                // SAFETY: step t + 1's row of neuron i is this piece's alone;
-                                // nothing reads step t + 1's sources before the barrier
-                                let row = unsafe { srcs.write((t + 1) * rows * w + (inp + i) * w..(t + 1) * rows * w + (inp + i + 1) * w) };
-                                let mask = extras.recurrent_mask.as_ref().map(|v| &v[i * w..(i + 1) * w]);
-                                recurrent_sources(row, a_i, mask);
+                                if extras.activity_penalty {
+                                    act_i.iter_mut().zip(a_i.iter()).for_each(|(acc, &v)| *acc += v.relu());
+                                }
+                                if self.recurrent && t + 1 < steps {
+                                    // SAFETY: step t + 1's row of neuron i is this piece's alone;
+                                    // nothing reads step t + 1's sources before the barrier (a
+                                    // round is one step here)
+                                    let row = unsafe { srcs.write((t + 1) * rows * w + (inp + i) * w..(t + 1) * rows * w + (inp + i + 1) * w) };
+                                    let mask = extras.recurrent_mask.as_ref().map(|v| &v[i * w..(i + 1) * w]);
+                                    recurrent_sources(row, a_i, mask);
+                                }
                             }
                         }
                     }

@@ -14,7 +14,14 @@ impl<F: Real> ElmKernel<F> {
     /// SHD-Adding backward). The count depends on the shape only, never on the threads.
     pub(super) fn w_s_chunk(&self, width: usize) -> usize {
         let per_step = (self.input + self.units) * width * std::mem::size_of::<F>();
-        ((192 << 10) / per_step.max(1)).clamp(1, 64)
+        (self.contraction_bytes / per_step.max(1)).clamp(1, 64)
+    }
+
+    /// Steps the team takes between two barriers: one where the neurons read each other's
+    /// previous outputs; otherwise a synapse-weight contraction's worth (the SHD-Adding
+    /// readout, 19 neurons, met at two barriers in each of its 1,000 backward steps).
+    pub(super) fn steps_per_round(&self, width: usize) -> usize {
+        if self.recurrent { 1 } else { self.w_s_chunk(width) }
     }
 
     /// Adds to `w_s` (neuron `n`'s `[k_c]`, unscaled) `Σ_t Σ_b δβ_t[branch(k), b]·src_t[j(k), b]`
