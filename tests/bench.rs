@@ -23,6 +23,23 @@ fn bench_reports_each_path_and_compares_them() {
     assert!(step > 0.0 && (r["train_steps_per_s"].as_f64().unwrap() * step - 1.0).abs() < 1e-9);
     assert!((r["train_positions_per_s"].as_f64().unwrap() * step - 8.0 * 12.0).abs() < 1e-6);
     assert!(r["peak_memory_bytes"].as_u64().unwrap() > 0);
+    // the op-by-op path has no fused layers to account for
+    assert_eq!(r["kernel_s_per_step"], serde_json::json!([]), "{r}");
+
+    // the fused path: each layer's passes, within the step they are part of; inference
+    // runs no backward pass
+    let o = elmlab(&["bench", s(&cfg), "--steps", "2", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shares = |key: &str| -> Vec<(String, f64)> { r[key].as_array().unwrap().iter().map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_f64().unwrap())).collect() };
+    let (train, infer) = (shares("kernel_s_per_step"), shares("kernel_s_per_batch"));
+    let names = |v: &[(String, f64)]| v.iter().map(|(n, _)| n.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(names(&train), ["hidden backward", "hidden forward", "readout backward", "readout forward"].map(String::from).into(), "{r}");
+    assert_eq!(names(&infer), ["hidden forward", "readout forward"].map(String::from).into(), "{r}");
+    for (v, total) in [(&train, r["train_step_mean_s"].as_f64().unwrap()), (&infer, r["infer_batch_mean_s"].as_f64().unwrap())] {
+        assert!(v.iter().all(|(_, t)| *t > 0.0), "{r}");
+        assert!(v.iter().map(|(_, t)| t).sum::<f64>() < total, "the layers' passes are part of the step: {r}");
+    }
 
     let o = elmlab(&["bench", s(&cfg), "--steps", "1", "--compare", "--json"]);
     assert!(o.status.success(), "{}", text(&o));

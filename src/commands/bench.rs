@@ -48,10 +48,20 @@ pub struct BenchResult {
     /// CUDA build: the most GPU memory in use after any training step, bytes.
     #[serde(default)]
     pub peak_device_memory_bytes: Option<u64>,
-    /// CUDA build with `ELMLAB_CUDA_TIMING` set: seconds per training step in each fused
-    /// kernel (each launch waited for), `(kernel, seconds per step)`.
+    /// Seconds per training step (mean of the timed steps) in each fused kernel,
+    /// `(kernel, seconds per step)`: on the CPU each fused layer's forward and backward pass
+    /// (`hidden forward`, …); in a CUDA build with `ELMLAB_CUDA_TIMING` set, each CUDA
+    /// kernel (each launch waited for).
     #[serde(default)]
     pub kernel_s_per_step: Vec<(String, f64)>,
+    /// Mean seconds per training step, the total the kernels' shares are part of.
+    #[serde(default)]
+    pub train_step_mean_s: f64,
+    /// The same for an inference batch (mean of the timed batches).
+    #[serde(default)]
+    pub kernel_s_per_batch: Vec<(String, f64)>,
+    #[serde(default)]
+    pub infer_batch_mean_s: f64,
 }
 
 pub fn run(registry: &Registry, config: &Path, overrides: &[String], steps: usize, compare: bool, threads: Option<usize>, as_json: bool) -> Result<i32> {
@@ -122,7 +132,9 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         }
         device_peak = device_peak.max(device_memory());
     }
-    let kernel_s_per_step: Vec<(String, f64)> = kernel_time().into_iter().zip(kernel_start).map(|((name, s), (_, s0))| (name, (s - s0) / steps as f64)).filter(|(_, s)| *s > 0.0).collect();
+    let kernel_s_per_step = kernel_time_since(&kernel_start, steps);
+    let train_step_mean_s = mean(&train_times);
+    let mut infer_kernel_start = Vec::new();
     let mut infer_times = Vec::with_capacity(steps);
     for step in 0..=steps as u64 {
         let batch = batches(step)?;
@@ -131,8 +143,12 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         network.evaluate_batch(&mut ctx, &batch, loss_at, None)?;
         if step > 0 {
             infer_times.push(started.elapsed().as_secs_f64());
+        } else {
+            infer_kernel_start = kernel_time();
         }
     }
+    let kernel_s_per_batch = kernel_time_since(&infer_kernel_start, steps);
+    let infer_batch_mean_s = mean(&infer_times);
     let (train_s, infer_s) = (median(&mut train_times), median(&mut infer_times));
     let positions = (seq * batch_size) as f64;
     let forward_flops = session.plan.flops_per_step as f64 * positions;
@@ -157,7 +173,27 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
         peak_memory_bytes: peak_memory(),
         peak_device_memory_bytes: device_peak,
         kernel_s_per_step,
+        train_step_mean_s,
+        kernel_s_per_batch,
+        infer_batch_mean_s,
     })
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Each kernel's seconds per timed step since `start` (a kernel first seen after it
+/// started from zero; kernels that did not run are left out).
+fn kernel_time_since(start: &[(String, f64)], steps: usize) -> Vec<(String, f64)> {
+    kernel_time()
+        .into_iter()
+        .map(|(name, s)| {
+            let s0 = start.iter().find(|(n, _)| *n == name).map_or(0.0, |(_, s0)| *s0);
+            (name, (s - s0) / steps.max(1) as f64)
+        })
+        .filter(|(_, s)| *s > 0.0)
+        .collect()
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -183,11 +219,13 @@ fn device_memory() -> Option<u64> {
 }
 
 /// Seconds spent so far in each fused CUDA kernel (CUDA build, `ELMLAB_CUDA_TIMING`).
+/// Seconds spent so far in each fused kernel: the CUDA kernels in a CUDA build (with
+/// `ELMLAB_CUDA_TIMING`), each fused CPU layer's forward and backward pass otherwise.
 fn kernel_time() -> Vec<(String, f64)> {
     #[cfg(feature = "cuda")]
     return elmlab_cuda_kernels::gpu::time_spent().into_iter().map(|(name, s, _)| (name.to_string(), s)).collect();
     #[cfg(not(feature = "cuda"))]
-    Vec::new()
+    elmlab_neurons::fused::timing::time_spent()
 }
 
 /// The process's peak resident memory (Linux `VmHWM`).
@@ -216,10 +254,25 @@ fn print_result(r: &BenchResult) {
     if r.peak_device_memory_bytes.is_some() {
         println!("  GPU memory:    {} in use at most (the whole device, after each training step)", gib(r.peak_device_memory_bytes));
     }
-    for (kernel, s) in &r.kernel_s_per_step {
-        println!("  {kernel}: {:.2} ms per training step", s * 1e3);
-    }
+    print_shares("a training step", r.train_step_mean_s, &r.kernel_s_per_step, "inputs, copies, output map, loss, optimiser");
+    print_shares("an inference batch", r.infer_batch_mean_s, &r.kernel_s_per_batch, "inputs, copies, output map, loss");
     println!("  (median of {} timed steps after one untimed; GFLOP/s from the model's forward FLOP count, ×3 for training)", r.train_steps);
+}
+
+/// Where `what` goes: each kernel's mean time and, on the CPU (where the kernels are the
+/// fused layers' passes), the rest of `total`.
+fn print_shares(what: &str, total: f64, kernels: &[(String, f64)], rest_is: &str) {
+    if kernels.is_empty() {
+        return;
+    }
+    println!("  where {what} goes (means, {:.1} ms in all):", total * 1e3);
+    for (kernel, s) in kernels {
+        println!("    {kernel:<26} {:8.2} ms", s * 1e3);
+    }
+    let rest = total - kernels.iter().map(|(_, s)| s).sum::<f64>();
+    if rest >= 0.0 && !cfg!(feature = "cuda") {
+        println!("    {:<26} {:8.2} ms  ({rest_is})", "outside the fused layers", rest * 1e3);
+    }
 }
 
 /// The fused and the reference path, each measured in a child process.

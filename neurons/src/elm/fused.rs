@@ -4,6 +4,7 @@
 use super::kernel::{ElmExtras, ElmParams, ElmUpstream};
 use super::layer::ElmLayer;
 use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use crate::fused::timing::timed;
 use elmlab_host_ops::take_input;
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::dfdx::tensor::Tape as _;
@@ -36,10 +37,9 @@ impl ElmLayer {
         names.extend([format!("{}.w_y", s.name), format!("{}.b", s.name)]);
         let params: Vec<Matrix> = names.iter().map(|name| p.get(name).value.clone()).collect();
         let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
-        let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
         let [m0, e0, a0] = [0, 1, 2].map(|i| values(&d.state[i]));
         let kernel = self.kernel.clone();
-        let run = engine::run(&kernel, &elm_params(&view(&param_values), &factors), &view(&xs), m0, e0, a0, extras).map_err(|problem| LayerError { layer: s.name.clone(), problem })?;
+        let run = timed(|| format!("{} forward", s.name), || engine::run(&kernel, &elm_params(&view(&param_values), &factors), &d.inputs, m0, e0, a0, extras)).map_err(|problem| LayerError { layer: s.name.clone(), problem })?;
 
         let outputs: Vec<Matrix> = (1..=run.steps()).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
         let m_last = matrix(&dev, run.memory_last(), n * s.memory, batch);
@@ -48,7 +48,7 @@ impl ElmLayer {
         let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
         let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
         let (inputs, start) = (d.inputs, d.state);
-        let input_grads = s.inputs_need_grad;
+        let (input_grads, name) = (s.inputs_need_grad, s.name.clone());
         let mut tape = d.tape;
         tape.add_backward_op(move |grads| {
             let d_out = keys_out.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
@@ -56,7 +56,7 @@ impl ElmLayer {
             let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let d_act = key_act.as_ref().map(|k| grad_of(grads, k)).transpose()?;
             let up = ElmUpstream { outputs: &d_out, m_last: &d_m, e_last: &d_e, abs_delta: d_abs.as_deref(), activity: d_act.as_deref() };
-            let g = engine::backward(&kernel, &elm_params(&view(&param_values), &factors), &run, &up, input_grads)?;
+            let g = timed(|| format!("{name} backward"), || engine::backward(&kernel, &elm_params(&view(&param_values), &factors), &run, &up, input_grads))?;
             let mut param_grads = vec![&g.w_s];
             for (w, b) in &g.mlp {
                 param_grads.extend([w, b]);
@@ -108,6 +108,7 @@ mod engine {
     use super::super::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream};
     #[cfg(any(test, feature = "cuda"))]
     use crate::fused::kernels;
+    use elmlab_core::tensor::{values_into, Matrix};
     use elmlab_host_ops::tape::DevError;
 
     pub enum Run {
@@ -161,12 +162,16 @@ mod engine {
         }
     }
 
-    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, xs: &[&[f32]], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
+    /// The inputs are read from their tensors once: on the CPU straight into the kernel's
+    /// table of sources (a copy per step into vectors first cost 4 ms of an SHD-Adding pass).
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, inputs: &[Matrix], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
         #[cfg(any(test, feature = "cuda"))]
         if kernels::selected() {
-            return kernels::with_kernels(|device| super::super::cuda::run(device, kernel, p, xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string())).map(Run::Kernels);
+            let xs: Vec<Vec<f32>> = inputs.iter().map(elmlab_core::tensor::values).collect();
+            let xs: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+            return kernels::with_kernels(|device| super::super::cuda::run(device, kernel, p, &xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string())).map(Run::Kernels);
         }
-        Ok(Run::Cpu(kernel.run(p, xs, m0, e0, a0, extras)))
+        Ok(Run::Cpu(kernel.run_with(p, inputs.len(), |t, out| values_into(&inputs[t], out), m0, e0, a0, extras)))
     }
 
     pub fn backward(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, run: &Run, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {

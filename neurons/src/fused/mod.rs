@@ -4,13 +4,15 @@
 //! to dfdx's tape as one backward operation (`tape`); `real` is their scalar type, `team`
 //! the threads of a time loop, `transpose` an 8×8 register tile's transpose, `cpu` the
 //! vector instructions they may use, `kernels` where the CUDA kernels run instead (the GPU;
-//! the host shim in tests). The op-by-op layers stay the reference these must equal.
+//! the host shim in tests), `timing` the time each layer's passes took. The op-by-op
+//! layers stay the reference these must equal.
 
 pub(crate) mod cpu;
 pub(crate) mod kernels;
 mod real;
 pub mod tape;
 pub(crate) mod team;
+pub mod timing;
 mod transpose;
 #[cfg(test)]
 mod tests;

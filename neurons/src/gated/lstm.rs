@@ -4,6 +4,7 @@
 use super::gated_flops;
 use super::lstm_kernel::LstmWeights;
 use crate::fused::tape::{add_grad, detach, finish_stacked, grad_of};
+use crate::fused::timing::timed;
 use crate::path::Path;
 use elmlab_core::cell::{gate_blocks, pytorch_gates, Cell, CellModel, CellParams, CellParamsMut, CellShape, ParamSpec, B_HH, B_IH, W_HH, W_IH};
 use elmlab_core::connectivity::Connectivity;
@@ -127,7 +128,7 @@ impl Cell for LstmCell {
         let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
         let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
         let steps = xs.len();
-        let run = engine::run(&weights, h, input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1])).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
+        let run = timed(|| "lstm forward".into(), || engine::run(&weights, h, input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1]))).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
         // the outputs as one step-major block [T·H, B]; the state h is h_T again, a tensor
         // of its own whose gradient joins step T's
         let (outputs, c_last) = engine::results(&run, steps).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
@@ -143,7 +144,7 @@ impl Cell for LstmCell {
             d_h[(steps - 1) * h * batch..].iter_mut().zip(&d_h_last).for_each(|(d, e)| *d += e);
             let d_c = grad_of(grads, &c_key)?;
             // an LSTM is its network's first layer: its inputs are data and need no gradients
-            let g = engine::backward(&run, &d_h, &d_c)?;
+            let g = timed(|| "lstm backward".into(), || engine::backward(&run, &d_h, &d_c))?;
             for (param, grad) in params.iter().zip([&g.w_ih, &g.w_hh, &g.bias, &g.bias]) {
                 add_grad(grads, param, grad)?;
             }
