@@ -218,7 +218,6 @@ fn device_memory() -> Option<u64> {
     None
 }
 
-/// Seconds spent so far in each fused CUDA kernel (CUDA build, `ELMLAB_CUDA_TIMING`).
 /// Seconds spent so far in each fused kernel: the CUDA kernels in a CUDA build (with
 /// `ELMLAB_CUDA_TIMING`), each fused CPU layer's forward and backward pass otherwise.
 fn kernel_time() -> Vec<(String, f64)> {

@@ -55,11 +55,11 @@ impl<F: Real> ElmKernel<F> {
         // without synapses that read the layer's outputs, no gradient flows to them: only the
         // inputs gather (if they need gradients at all), and a round is a contraction's worth
         // of steps (`steps_per_round`), each neuron through them all, latest first
-        let last = if self.recurrent { inp + n } else { inp };
+        let last = if self.recurrent() { inp + n } else { inp };
         let round = self.steps_per_round(w).min(chunk);
         let rounds = steps.div_ceil(round);
         let per_piece = neurons_per_piece(n);
-        let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), last.saturating_sub(first).div_ceil(SOURCES_PER_PIECE));
+        let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), (last - first).div_ceil(SOURCES_PER_PIECE));
         let (neuron_round, source_round) = (Claims::new(rounds, neuron_pieces), Claims::new(rounds, source_pieces + neuron_pieces));
         {
             let (g_s, d_m_s, d_e_s) = (Shared::new(&mut grads), Shared::new(&mut d_m_carry), Shared::new(&mut d_e_carry));

@@ -188,7 +188,7 @@ impl<F: Real> ElmKernel<F> {
                 fill(t, block);
             } else {
                 fill(t, &mut unpadded_step);
-                for (o, r) in block.chunks_exact_mut(w).zip(unpadded_step.chunks_exact(unpadded.max(1))) {
+                for (o, r) in block.chunks_exact_mut(w).zip(unpadded_step.chunks_exact(unpadded)) {
                     o[..unpadded].copy_from_slice(r);
                     o[unpadded..].fill(F::zero());
                 }
@@ -205,7 +205,8 @@ impl<F: Real> ElmKernel<F> {
         m[..state_m].copy_from_slice(&pad(&m0, unpadded, w));
         e[..state_n].copy_from_slice(&pad(&e0, unpadded, w));
         a[..state_n].copy_from_slice(&pad(&a0, unpadded, w));
-        if steps > 0 && self.recurrent {
+        let recurrent = self.recurrent();
+        if steps > 0 && recurrent {
             recurrent_sources(&mut sources[inp * w..rows * w], &a[..state_n], extras.recurrent_mask.as_deref());
         }
         let mut abs_delta = vec![F::zero(); n * w];
@@ -217,7 +218,7 @@ impl<F: Real> ElmKernel<F> {
         // (whose outputs then never become sources: those rows are zeros)
         let round = self.steps_per_round(w).min(steps.max(1));
         let rounds = steps.div_ceil(round);
-        if !self.recurrent {
+        if !recurrent {
             sources.chunks_exact_mut(rows * w).for_each(|block| block[inp * w..].fill(F::zero()));
         }
         let claims = Claims::new(rounds, pieces);
@@ -257,7 +258,7 @@ impl<F: Real> ElmKernel<F> {
                                 if extras.activity_penalty {
                                     act_i.iter_mut().zip(a_i.iter()).for_each(|(acc, &v)| *acc += v.relu());
                                 }
-                                if self.recurrent && t + 1 < steps {
+                                if recurrent && t + 1 < steps {
                                     // SAFETY: step t + 1's row of neuron i is this piece's alone;
                                     // nothing reads step t + 1's sources before the barrier (a
                                     // round is one step here)

@@ -55,9 +55,6 @@ pub struct ElmKernel<F> {
     inverse: Vec<u32>,
     /// For each synapse `n·k_c + k`, the row `n·branches + k / synapses` of its branch.
     branch_of: Vec<u32>,
-    /// Whether any synapse reads the layer's own outputs (a readout's do not): only then
-    /// does each step wait for every neuron's previous step.
-    recurrent: bool,
     /// The sources a batch of the synapse-weight contraction keeps, in bytes (192 KiB; see
     /// `w_s_chunk`).
     contraction_bytes: usize,
@@ -240,7 +237,6 @@ impl<F: Real> ElmKernel<F> {
             connectome: connectome.iter().map(|&j| u32::try_from(j).expect("fewer than 2³² sources")).collect(),
             inverse_start,
             inverse,
-            recurrent: connectome.iter().any(|&j| j >= spec.input_width),
             contraction_bytes: 192 << 10,
             branch_of: (0..connectome.len()).map(|syn| (syn / spec.k_c() * spec.branches + syn % spec.k_c() / spec.synapses_per_branch) as u32).collect(),
         }
@@ -252,6 +248,12 @@ impl<F: Real> ElmKernel<F> {
     #[cfg(test)]
     pub(crate) fn with_contraction_bytes(self, bytes: usize) -> Self {
         ElmKernel { contraction_bytes: bytes, ..self }
+    }
+
+    /// Whether any synapse reads the layer's own outputs (a readout's do not): only then
+    /// does each step wait for every neuron's previous step.
+    fn recurrent(&self) -> bool {
+        self.inverse_start[self.input] != self.inverse_start[self.input + self.units]
     }
 
     fn k_c(&self) -> usize {

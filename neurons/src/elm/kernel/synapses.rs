@@ -21,7 +21,7 @@ impl<F: Real> ElmKernel<F> {
     /// previous outputs; otherwise a synapse-weight contraction's worth (the SHD-Adding
     /// readout, 19 neurons, met at two barriers in each of its 1,000 backward steps).
     pub(super) fn steps_per_round(&self, width: usize) -> usize {
-        if self.recurrent { 1 } else { self.w_s_chunk(width) }
+        if self.recurrent() { 1 } else { self.w_s_chunk(width) }
     }
 
     /// Adds to `w_s` (neuron `n`'s `[k_c]`, unscaled) `Σ_t Σ_b δβ_t[branch(k), b]·src_t[j(k), b]`
