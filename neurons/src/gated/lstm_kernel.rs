@@ -90,13 +90,13 @@ impl<F: Real> LstmForward<F> {
         let mut gates = F::scratch(steps * 4 * h * b);
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
-        let claims = Claims::new(steps, chunks);
+        let claims = Claims::new(steps, chunks, threads);
         {
             let (xh_s, cs_s, gates_s) = (Shared::new(&mut xh), Shared::new(&mut cs), Shared::new(&mut gates));
             let (step_weights, bias) = (&step_weights, &bias);
-            team::run(threads, |_, barrier| {
+            team::run(threads, |rank, barrier| {
                 for t in 0..steps {
-                    for c in claims.take(t) {
+                    for c in claims.take(t, rank) {
                         let units = chunk_units(c, h);
                         let rows = 4 * units.start..4 * units.end;
                         // SAFETY: step t's rows of chunk c are this thread's alone (it claimed c); [x_t ; h_t]
@@ -158,7 +158,7 @@ impl<F: Real> LstmForward<F> {
         let mut d_h0 = vec![F::zero(); h * b];
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
-        let claims = Claims::new(steps, chunks);
+        let claims = Claims::new(steps, chunks, threads);
         {
             let (d_pre_s, d_w_s, bias_lanes_s) = (Shared::new(&mut d_pre), Shared::new(&mut d_w), Shared::new(&mut bias_lanes));
             let (d_c_s, d_h0_s) = (Shared::new(&mut d_c), Shared::new(&mut d_h0));
@@ -166,7 +166,7 @@ impl<F: Real> LstmForward<F> {
             team::run(threads, |rank, barrier| {
                 let mut carry = vec![F::zero(); UNITS_PER_CHUNK * b];
                 for t in (0..steps).rev() {
-                    for c in claims.take(t) {
+                    for c in claims.take(t, rank) {
                         let hu = chunk_units(c, h);
                         let rows = 4 * hu.start..4 * hu.end;
                         let carry = &mut carry[..hu.len() * b];

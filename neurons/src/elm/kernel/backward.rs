@@ -60,7 +60,8 @@ impl<F: Real> ElmKernel<F> {
         let rounds = steps.div_ceil(round);
         let per_piece = neurons_per_piece(n);
         let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), (last - first).div_ceil(SOURCES_PER_PIECE));
-        let (neuron_round, source_round) = (Claims::new(rounds, neuron_pieces), Claims::new(rounds, source_pieces + neuron_pieces));
+        let threads = team::size_for(neuron_pieces.max(source_pieces));
+        let (neuron_round, source_round) = (Claims::new(rounds, neuron_pieces, threads), Claims::new(rounds, source_pieces + neuron_pieces, threads));
         {
             let (g_s, d_m_s, d_e_s) = (Shared::new(&mut grads), Shared::new(&mut d_m_carry), Shared::new(&mut d_e_carry));
             let (later_s, d_beta_s, d_x_s) = (Shared::new(&mut d_a_from_later), Shared::new(&mut d_beta), Shared::new(&mut d_x));
@@ -68,7 +69,7 @@ impl<F: Real> ElmKernel<F> {
             let nb = w / LANES;
             // step t's slot among the contraction's branch gradients
             let slot_of = |t: usize| (steps - 1 - t) % chunk;
-            team::run(team::size_for(neuron_pieces.max(source_pieces)), |_, barrier| {
+            team::run(threads, |rank, barrier| {
                 let (mut s, mut m_i, mut e_i, mut a_i, mut d_a) = (self.scratch(w), vec![F::zero(); d_m * w], vec![F::zero(); w], vec![F::zero(); w], vec![F::zero(); w]);
                 // the steps a synapse-weight contraction reads (one list per thread, refilled)
                 let mut pending: Vec<(&[F], &[F])> = Vec::with_capacity(chunk);
@@ -76,7 +77,7 @@ impl<F: Real> ElmKernel<F> {
                     // this round's steps t0..t1 (the first round ends the sequence)
                     let t1 = steps - k * round;
                     let t0 = t1.saturating_sub(round);
-                    for piece in neuron_round.take(k) {
+                    for piece in neuron_round.take(k, rank) {
                         for i in piece * per_piece..n.min((piece + 1) * per_piece) {
                             for t in (t0..t1).rev() {
                                 let (slot, src, m_prev, e_prev) = (slot_of(t), run.sources_at(t), run.m_at(t), run.e_at(t));
@@ -110,7 +111,7 @@ impl<F: Real> ElmKernel<F> {
                     // the contraction runs once its slots are full, or at the sequence's start
                     let first_slot = slot_of(t0);
                     let flush = first_slot + 1 == chunk || t0 == 0;
-                    for piece in source_round.take(k) {
+                    for piece in source_round.take(k, rank) {
                         if piece < source_pieces {
                             for j in first + piece * SOURCES_PER_PIECE..last.min(first + (piece + 1) * SOURCES_PER_PIECE) {
                                 for t in t0..t1 {

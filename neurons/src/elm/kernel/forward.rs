@@ -221,15 +221,16 @@ impl<F: Real> ElmKernel<F> {
         if !recurrent {
             sources.chunks_exact_mut(rows * w).for_each(|block| block[inp * w..].fill(F::zero()));
         }
-        let claims = Claims::new(rounds, pieces);
+        let threads = team::size_for(pieces);
+        let claims = Claims::new(rounds, pieces, threads);
         {
             let (ms, es, as_) = (Shared::new(&mut m), Shared::new(&mut e), Shared::new(&mut a));
             let (srcs, abs_s, act_s) = (Shared::new(&mut sources), Shared::new(&mut abs_delta), Shared::new(&mut activity));
             let extras = &extras;
-            team::run(team::size_for(pieces), |_, barrier| {
+            team::run(threads, |rank, barrier| {
                 let mut s = self.scratch(w);
                 for r in 0..rounds {
-                    for piece in claims.take(r) {
+                    for piece in claims.take(r, rank) {
                         for i in piece * per_piece..n.min((piece + 1) * per_piece) {
                             for t in r * round..steps.min((r + 1) * round) {
                                 // SAFETY: step t's sources were written before the last barrier
