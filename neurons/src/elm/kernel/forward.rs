@@ -116,22 +116,33 @@ impl<F: Real> ElmKernel<F> {
                 m_out[d * nb + b] = mem;
                 fma(&mut r, w_y[d], &mem);
             }
-            // 7. high-pass; 8. output
-            for l in 0..LANES {
-                let j = b * LANES + l;
-                let filtered = match self.kappa_r {
-                    Some(k) => {
-                        e[j] = k * e_prev[j] + (F::one() - k) * r[l];
-                        r[l] - e[j]
+            // 7. high-pass; 8. output (on local copies of the blocks, so that the lanes
+            // vectorise: through the slices each lane was a scalar with its bounds checks)
+            let (e_prev_b, bias) = (blocks(e_prev)[b], p.b[n]);
+            let (mut e_b, mut pre_b) = ([F::zero(); LANES], [F::zero(); LANES]);
+            match self.kappa_r {
+                Some(k) => {
+                    for l in 0..LANES {
+                        e_b[l] = k * e_prev_b[l] + (F::one() - k) * r[l];
+                        pre_b[l] = (r[l] - e_b[l]) + bias;
                     }
-                    None => {
-                        e[j] = e_prev[j];
-                        r[l]
+                }
+                None => {
+                    for l in 0..LANES {
+                        e_b[l] = e_prev_b[l];
+                        pre_b[l] = r[l] + bias;
                     }
-                };
-                s.pre[j] = filtered + p.b[n];
-                a[j] = if self.relu_output { s.pre[j].relu() } else { s.pre[j] };
+                }
             }
+            let mut a_b = pre_b;
+            if self.relu_output {
+                for l in 0..LANES {
+                    a_b[l] = pre_b[l].relu();
+                }
+            }
+            blocks_mut(e)[b] = e_b;
+            blocks_mut(&mut s.pre)[b] = pre_b;
+            blocks_mut(a)[b] = a_b;
         }
     }
 

@@ -58,6 +58,7 @@ pub(super) fn fma<F: Real>(acc: &mut [F; LANES], a: F, x: &[F; LANES]) {
 
 /// `0..len` in as few consecutive blocks of at most `most` as there can be, of nearly equal
 /// size, as `(start, size)`.
+#[inline(always)]
 pub(super) fn balanced_blocks(len: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
     let size = len.div_ceil(len.div_ceil(most.max(1)).max(1)).max(1);
     (0..len).step_by(size).map(move |start| (start, size.min(len - start)))
@@ -208,9 +209,11 @@ pub(super) fn transpose_rows<F: Real>(ins: &[[F; LANES]], rows: usize, nb: usize
         }
         const { assert!(LANES == 8, "a tile is 8×8") };
         let columns = F::transpose_8x8(&tile);
+        let out = blocks_mut(xt);
         for (ln, column) in columns.iter().enumerate() {
-            let out: &mut [F; LANES] = (&mut xt[ln * ip + c0..ln * ip + c0 + LANES]).try_into().expect("a whole block of columns");
-            *out = *column;
+            // SAFETY: c0 < rows ≤ ip, both multiples of LANES where it matters (c0 by the
+            // step, ip asserted), so the block (ln·ip + c0)/LANES < LANES·ip/LANES ≤ out.len()
+            unsafe { *out.get_unchecked_mut((ln * ip + c0) / LANES) = *column };
         }
     }
 }
