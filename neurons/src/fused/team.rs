@@ -100,13 +100,16 @@ pub fn run<R: Send>(threads: usize, work: impl Fn(usize, &Barrier) -> R + Sync) 
 /// wandered between the cores at every step: on two cores a piece of the SHD-Adding
 /// forward took 1.2× as long as on one).
 pub struct Claims {
-    /// Per round and thread, the unclaimed part of that thread's share as `back << 32 | front`
-    /// (one word, so that the owner and a helper agree on who takes the last piece); each on
-    /// a cache line of its own, so that a thread claiming from its share does not evict the
-    /// other's counter.
-    shares: Vec<Share>,
+    /// Per thread, the unclaimed part of its share as `back << 32 | front` (one word, so
+    /// that the owner and a helper agree on who takes the last piece), each on a cache line
+    /// of its own (a thread claiming from its share does not evict the others'). Two sets:
+    /// round `r` claims from set `r % 2`, and each owner refills its share of the other set
+    /// for round `r + 1` when it starts round `r` (nobody uses that set then: its last round
+    /// ended at a barrier, and its next one starts at one). So the memory is per thread,
+    /// not per round (a sequence of 100,000 steps on 16 threads would have kept 100 MB).
+    shares: [Vec<Share>; 2],
+    rounds: usize,
     pieces: usize,
-    threads: usize,
 }
 
 #[repr(align(64))]
@@ -117,28 +120,27 @@ impl Claims {
     pub fn new(rounds: usize, pieces: usize, threads: usize) -> Self {
         let threads = threads.max(1);
         assert!(pieces < 1 << 31, "fewer than 2³¹ pieces a round");
-        let shares = (0..rounds)
-            .flat_map(|_| (0..threads).map(move |owner| {
-                let (front, back) = Self::bounds(pieces, threads, owner);
-                Share(AtomicU64::new((back as u64) << 32 | front as u64))
-            }))
-            .collect();
-        Claims { shares, pieces, threads }
+        let set = || (0..threads).map(|owner| Share(AtomicU64::new(Self::full(pieces, threads, owner)))).collect();
+        Claims { shares: [set(), set()], rounds, pieces }
     }
 
-    /// The pieces `front..back` that `owner` starts a round with.
-    fn bounds(pieces: usize, threads: usize, owner: usize) -> (usize, usize) {
-        (owner * pieces / threads, (owner + 1) * pieces / threads)
+    /// The share `front..back` that `owner` starts a round with, as one word.
+    fn full(pieces: usize, threads: usize, owner: usize) -> u64 {
+        let (front, back) = (owner * pieces / threads, (owner + 1) * pieces / threads);
+        (back as u64) << 32 | front as u64
     }
 
     /// The pieces thread `rank` takes in `round`; each piece of a round goes to one thread.
-    /// (What a piece wrote reaches the others through the barrier that ends the round.)
+    /// Every thread of the team calls this once per round, rounds in order, with a barrier
+    /// between rounds (what a piece wrote reaches the others through that barrier).
     pub fn take(&self, round: usize, rank: usize) -> impl Iterator<Item = usize> + '_ {
-        let threads = self.threads;
-        debug_assert!(rank < threads && self.pieces < 1 << 31);
+        let threads = self.shares[0].len();
+        assert!(round < self.rounds && rank < threads, "round {round} of {}, thread {rank} of {threads}", self.rounds);
+        self.shares[(round + 1) % 2][rank].0.store(Self::full(self.pieces, threads, rank), Ordering::Relaxed);
+        let set = &self.shares[round % 2];
         (0..threads).flat_map(move |k| {
             let owner = (rank + k) % threads;
-            let share = &self.shares[round * threads + owner].0;
+            let share = &set[owner].0;
             let own = k == 0;
             std::iter::from_fn(move || {
                 let mut word = share.load(Ordering::Relaxed);
