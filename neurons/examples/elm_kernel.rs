@@ -2,7 +2,7 @@
 //! forward `run` and `backward`, medians of several rounds. A development bench: the
 //! whole training step is `elmlab bench`.
 //!
-//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8|shd-readout] [BATCH] [ROUNDS]`
+//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8|shd-readout] [BATCH] [ROUNDS] [spikes|dense]`
 //! (threads: `RAYON_NUM_THREADS`). `shd-readout` is the SHD-Adding readout layer: 19
 //! neurons whose synapses all read the hidden layer's outputs, whose gradients it forms.
 
@@ -72,7 +72,9 @@ fn main() {
     let kappa_m: Vec<f32> = (0..n * d_m).map(|i| 0.5 + 0.49 * (i % d_m) as f32 / d_m as f32).collect();
     let okl: Vec<f32> = kappa_m.iter().map(|k| 1.0 - k).collect();
     let params = ElmParams { w_s: &w_s, mlp: mlp.iter().map(|(w, b)| (w.as_slice(), b.as_slice())).collect(), w_y: &w_y, b: &b, kappa_m: &kappa_m, one_minus_kappa_lambda: &okl };
-    let inputs: Vec<Vec<f32>> = (0..steps).map(|_| (0..inp * batch).map(|_| if rng.gen::<f32>() < 0.05 { 1.0 } else { 0.0 }).collect()).collect();
+    // spikes (5 % ones) or, as `elmlab bench` times without data, uniform values in [0, 1)
+    let dense = args.get(4).map(String::as_str) == Some("dense");
+    let inputs: Vec<Vec<f32>> = (0..steps).map(|_| (0..inp * batch).map(|_| if dense { rng.gen::<f32>() } else if rng.gen::<f32>() < 0.05 { 1.0 } else { 0.0 }).collect()).collect();
     let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let d_out: Vec<Vec<f32>> = (0..steps).map(|_| uniform(&mut rng, n * batch, 0.01)).collect();
     let (d_m_last, d_e_last, d_abs, d_act) = (vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.002; n * batch], vec![0.0002; n * batch]);

@@ -131,8 +131,9 @@ impl Claims {
     }
 
     /// The pieces thread `rank` takes in `round`; each piece of a round goes to one thread.
-    /// Every thread of the team calls this once per round, rounds in order, with a barrier
-    /// between rounds (what a piece wrote reaches the others through that barrier).
+    /// Every thread of the team calls this once per round, one round after the other (up or
+    /// down: the LSTM's backward counts its steps down), with a barrier between rounds
+    /// (what a piece wrote reaches the others through that barrier).
     pub fn take(&self, round: usize, rank: usize) -> impl Iterator<Item = usize> + '_ {
         let threads = self.shares[0].len();
         assert!(round < self.rounds && rank < threads, "round {round} of {}, thread {rank} of {threads}", self.rounds);
