@@ -1,8 +1,8 @@
 //! A fixed team of threads for the time loops of the fused layers. The pieces of a step are
 //! either owned (the same thread at every step) or claimed (each thread takes its own share
-//! first, then helps the others, [`Claims`]); a step ends at one barrier. The barrier spins, because waking a
-//! sleeping pool worker at every step of a recurrent loop cost tens of microseconds per
-//! step (measured with rayon on two cores).
+//! first, then helps the others, [`Claims`]); a step ends at one barrier. The barrier
+//! spins, because waking a sleeping pool worker at every step of a recurrent loop cost
+//! tens of microseconds per step (measured with rayon on two cores).
 
 use std::marker::PhantomData;
 use std::ops::Range;

@@ -118,12 +118,12 @@ impl<F: Real> ElmKernel<F> {
                             // where source by source through a round's 53 steps every gather
                             // read another step's (966 KB in all, beyond L2)
                             for t in t0..t1 {
+                                let slot = slot_of(t);
+                                // SAFETY: this round's branch gradients are complete (barrier)
+                                // and only read in this round
+                                let d_beta_now = unsafe { d_beta_s.read(slot * slot_len..(slot + 1) * slot_len) };
                                 for j in first + piece * SOURCES_PER_PIECE..last.min(first + (piece + 1) * SOURCES_PER_PIECE) {
-                                    let slot = slot_of(t);
-                                    // SAFETY: this round's branch gradients are complete (barrier)
-                                    // and only read in this round; each source's rows are this
-                                    // piece's alone
-                                    let d_beta_now = unsafe { d_beta_s.read(slot * slot_len..(slot + 1) * slot_len) };
+                                    // each source's rows are this piece's alone
                                     let (out, mask) = if j < inp {
                                         // SAFETY: step t's row of input j is this piece's alone
                                         (unsafe { d_x_s.write((t * inp + j) * w..(t * inp + j + 1) * w) }, run.extras.input_mask.as_ref().map(|v| &v[j * w..(j + 1) * w]))
