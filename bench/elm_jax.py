@@ -7,8 +7,9 @@ penalties, label-smoothed cross-entropy, backward, global-norm clipping, Adamax/
     python3 bench/elm_jax.py --task shd_adding [--batch 8] [--threads 2] [--steps 3] [--json]
     python3 bench/elm_jax.py --check WEIGHTS --input batch.npy --record rec.npz
 
-Timing: the median seconds of a training step and of an inference batch (after one
-untimed, compiling call), on random inputs of the task's shape (speed does not depend on
+Timing: the median seconds of a training step and of an inference batch (logits and
+their loss, as `elmlab bench` times an evaluation batch) after one untimed, compiling
+call, on random inputs of the task's shape (speed does not depend on
 the data), pinned to `--threads` cores.
 
 Check: builds the network from an elmlab `weights.safetensors` (its own connectome and
@@ -219,7 +220,14 @@ def bench(cfg):
     fixed = jax.tree_util.tree_map(jnp.asarray, fixed)
     forward = make_model(cfg, fixed)
     step = make_train_step(cfg, forward)
-    infer = jax.jit(lambda p, x: forward(p, x, None)[0])
+    # an evaluation batch, as `elmlab bench` times one: logits and their loss (no dropout)
+    def evaluate(p, x, labels):
+        logits = forward(p, x, None)[0]
+        if cfg["loss"] == "last":
+            return cross_entropy(logits[-1], labels, cfg["C"], 0.0)
+        return cross_entropy(logits, jnp.swapaxes(labels, 0, 1), cfg["C"], 0.0)
+
+    infer = jax.jit(evaluate)
     opt = {"t": jnp.zeros((), jnp.float32), "m": jax.tree_util.tree_map(jnp.zeros_like, params), "u": jax.tree_util.tree_map(jnp.zeros_like, params)}
     rng = np.random.default_rng(ARGS.seed + 1)
     B, T = ARGS.batch, cfg["T"]
@@ -240,7 +248,7 @@ def bench(cfg):
         if i:
             train_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        infer(params, x).block_until_ready()
+        infer(params, x, labels).block_until_ready()
         if i:
             infer_s.append(time.perf_counter() - t0)
     out = {"peer": "jax", "jax": jax.__version__, "backend": jax.default_backend(), "task": ARGS.task, "batch": B, "steps_per_sequence": T, "threads": ARGS.threads,

@@ -3,7 +3,8 @@
 
 use super::kernel::{ElmExtras, ElmParams, ElmUpstream};
 use super::layer::ElmLayer;
-use crate::fused::tape::{add_grad, detach, finish, grad_of};
+use crate::fused::inputs::LayerInputs;
+use crate::fused::tape::{add_grad, finish, grad_of};
 use crate::fused::timing::timed;
 use elmlab_host_ops::take_input;
 use elmlab_core::dfdx::prelude::*;
@@ -16,17 +17,21 @@ use elmlab_core::tensor::{device, matrix, values, Matrix, Tape, Traced};
 impl ElmLayer {
     /// The whole sequence through the fused kernel, attached to the tape as one op.
     /// Returns the layer's results and the penalty sums (`Σ|Δ|`, `Σ relu(a)`, `[N, B]`).
-    pub(super) fn fused(&self, p: &ParamStore, inputs: Vec<Traced>, state: LayerState, extras: ElmExtras<f32>) -> Result<(SequenceOutput, Option<Traced>, Option<Traced>), LayerError> {
+    pub(super) fn fused(&self, p: &ParamStore, inputs: LayerInputs, state: LayerState, extras: ElmExtras<f32>) -> Result<(SequenceOutput, Option<Traced>, Option<Traced>), LayerError> {
         let s = &self.spec;
         let (n, dev) = (s.units, device());
-        let mut d = detach(inputs, state);
-        let batch = d.inputs[0].shape().1;
+        inputs.check(&s.name, s.input_width)?;
+        let (steps, batch) = (inputs.steps(), inputs.batch());
+        // data is read straight from the batch (and needs no gradients); traced inputs are
+        // detached, their histories joining the layer's
+        let (sources, state, mut tape) = inputs.detach(state);
+        let step_len = s.input_width * batch;
         // the timescale factors `[N, d_m]`: constants, or computed from learnt logits (their
         // history joins the layer's, and backward adds their gradients)
         let learnt = self.timescales.is_learnt();
         let (kappa_m, okl) = self.timescales.factors(p);
         let ((kappa_m, km_tape), (okl, okl_tape)) = (take_input(kappa_m), take_input(okl));
-        d.tape = d.tape.merge(km_tape).merge(okl_tape);
+        tape = tape.merge(km_tape).merge(okl_tape);
         let factors = [values(&kappa_m), values(&okl)];
         let (mlp_penalty, activity_penalty) = (extras.mlp_penalty, extras.activity_penalty);
         // parameters in order: w_s, (weight, bias) per MLP layer, w_y, b
@@ -37,9 +42,10 @@ impl ElmLayer {
         names.extend([format!("{}.w_y", s.name), format!("{}.b", s.name)]);
         let params: Vec<Matrix> = names.iter().map(|name| p.get(name).value.clone()).collect();
         let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
-        let [m0, e0, a0] = [0, 1, 2].map(|i| values(&d.state[i]));
+        let [m0, e0, a0] = [0, 1, 2].map(|i| values(&state[i]));
         let kernel = self.kernel.clone();
-        let run = timed(|| format!("{} forward", s.name), || engine::run(&kernel, &elm_params(&view(&param_values), &factors), &d.inputs, m0, e0, a0, extras)).map_err(|problem| LayerError { layer: s.name.clone(), problem })?;
+        let fill = |t: usize, out: &mut [f32]| sources.fill(t, out);
+        let run = timed(|| format!("{} forward", s.name), || engine::run(&kernel, &elm_params(&view(&param_values), &factors), steps, step_len, &fill, m0, e0, a0, extras)).map_err(|problem| LayerError { layer: s.name.clone(), problem })?;
 
         let outputs: Vec<Matrix> = (1..=run.steps()).map(|t| matrix(&dev, run.output(t), n, batch)).collect();
         let m_last = matrix(&dev, run.memory_last(), n * s.memory, batch);
@@ -47,9 +53,9 @@ impl ElmLayer {
         let abs_delta = mlp_penalty.then(|| matrix(&dev, run.abs_delta(), n, batch));
         let activity = activity_penalty.then(|| matrix(&dev, run.activity(), n, batch));
         let (keys_out, key_m, key_e, key_abs, key_act) = (outputs.clone(), m_last.clone(), e_last.clone(), abs_delta.clone(), activity.clone());
-        let (inputs, start) = (d.inputs, d.state);
-        let (input_grads, name) = (s.inputs_need_grad, s.name.clone());
-        let mut tape = d.tape;
+        let (inputs, start) = (sources.into_tensors(), state);
+        // data (the network's first layer) has no gradients to take
+        let (input_grads, name) = (s.inputs_need_grad && !inputs.is_empty(), s.name.clone());
         tape.add_backward_op(move |grads| {
             let d_out = keys_out.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
             let (d_m, d_e) = (grad_of(grads, &key_m)?, grad_of(grads, &key_e)?);
@@ -108,7 +114,6 @@ mod engine {
     use super::super::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream};
     #[cfg(any(test, feature = "cuda"))]
     use crate::fused::kernels;
-    use elmlab_core::tensor::{values_into, Matrix};
     use elmlab_host_ops::tape::DevError;
 
     pub enum Run {
@@ -162,16 +167,25 @@ mod engine {
         }
     }
 
-    /// The inputs are read from their tensors once: on the CPU straight into the kernel's
-    /// table of sources (a copy per step into vectors first cost 4 ms of an SHD-Adding pass).
-    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, inputs: &[Matrix], m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
+    /// `steps` steps whose inputs (`step_len` values each, `[I, B]`) `fill` writes: on the
+    /// CPU straight into the kernel's table of sources (a copy per step into vectors first
+    /// cost 4 ms of an SHD-Adding pass).
+    #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(not(any(test, feature = "cuda")), allow(unused_variables))]
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, steps: usize, step_len: usize, fill: &dyn Fn(usize, &mut [f32]), m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
         #[cfg(any(test, feature = "cuda"))]
         if kernels::selected() {
-            let xs: Vec<Vec<f32>> = inputs.iter().map(elmlab_core::tensor::values).collect();
+            let xs: Vec<Vec<f32>> = (0..steps)
+                .map(|t| {
+                    let mut x = vec![0.0; step_len];
+                    fill(t, &mut x);
+                    x
+                })
+                .collect();
             let xs: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
             return kernels::with_kernels(|device| super::super::cuda::run(device, kernel, p, &xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string())).map(Run::Kernels);
         }
-        Ok(Run::Cpu(kernel.run_with(p, inputs.len(), |t, out| values_into(&inputs[t], out), m0, e0, a0, extras)))
+        Ok(Run::Cpu(kernel.run_with(p, steps, fill, m0, e0, a0, extras)))
     }
 
     pub fn backward(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, run: &Run, up: &ElmUpstream<f32>, input_grads: bool) -> Result<ElmGrads<f32>, DevError> {

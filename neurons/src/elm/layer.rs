@@ -6,10 +6,11 @@
 use super::kernel::{ElmExtras, ElmKernel};
 use super::spec::LayerSpec;
 use super::timescales::{InputShare, Timescales};
+use crate::fused::inputs::LayerInputs;
 use crate::wiring::Synapses;
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::error::{LayerError, PluginError};
-use elmlab_core::neuron::{ForwardContext, History, LayerState, RecurrentLayer, SequenceOutput, StatePart, Step};
+use elmlab_core::neuron::{ForwardContext, History, LayerState, RecurrentLayer, SequenceOutput, StatePart, Step, StepInputs};
 use elmlab_core::params::ParamStore;
 use elmlab_core::tensor::{device, fork, trace, Dev, Matrix, Tape, Traced};
 use rand::Rng;
@@ -218,9 +219,20 @@ impl RecurrentLayer for ElmLayer {
     }
 
     fn sequence(&self, p: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        self.sequence_of(p, ctx, LayerInputs::Traced(inputs), state)
+    }
+
+    /// The fused kernel reads the data straight into its table of sources.
+    fn sequence_from_data(&self, p: &ParamStore, ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        self.sequence_of(p, ctx, LayerInputs::Data(inputs), state)
+    }
+}
+
+impl ElmLayer {
+    fn sequence_of(&self, p: &ParamStore, ctx: &mut ForwardContext, inputs: LayerInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
         let s = &self.spec;
-        let steps = inputs.len();
-        let batch = inputs.first().map(|x| x.shape().1).unwrap_or(0);
+        let steps = inputs.steps();
+        let batch = inputs.batch();
         // Both paths draw the masks first, in this order, so that they use the same ones.
         let dropout = ctx.training && s.dropout > 0.0;
         let input_mask = dropout.then(|| self.mask(s.input_width, batch, &mut ctx.rng));
@@ -238,7 +250,7 @@ impl RecurrentLayer for ElmLayer {
             let mut extras = SequenceExtras { input_mask, recurrent_mask, abs_delta: mlp_penalty.then(zeros), activity: activity_penalty.then(zeros), factors };
             let mut state = state;
             let mut outputs = Vec::with_capacity(steps);
-            for x in inputs {
+            for x in inputs.into_traced() {
                 let Step { output, state: next } = self.step_with(p, ctx, x, state, &mut extras);
                 outputs.push(history.take(output));
                 state = LayerState::new(next.into_parts().into_iter().map(|s| history.take(s)).collect());

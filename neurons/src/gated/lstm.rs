@@ -3,14 +3,15 @@
 
 use super::gated_flops;
 use super::lstm_kernel::LstmWeights;
-use crate::fused::tape::{add_grad, detach, finish_stacked, grad_of};
+use crate::fused::inputs::LayerInputs;
+use crate::fused::tape::{add_grad, finish_stacked, grad_of};
 use crate::fused::timing::timed;
 use crate::path::Path;
 use elmlab_core::cell::{gate_blocks, pytorch_gates, Cell, CellModel, CellParams, CellParamsMut, CellShape, ParamSpec, B_HH, B_IH, W_HH, W_IH};
 use elmlab_core::connectivity::Connectivity;
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::error::{LayerError, PluginError};
-use elmlab_core::neuron::{ForwardContext, LayerState, NeuronModel, SequenceOutput, Step};
+use elmlab_core::neuron::{ForwardContext, LayerState, NeuronModel, SequenceOutput, Step, StepInputs};
 use elmlab_core::params::ParamStore;
 use elmlab_core::registry::{NeuronEntry, NeuronPlugin};
 use elmlab_core::settings::{Choice, Settings};
@@ -118,41 +119,51 @@ impl Cell for LstmCell {
 
     /// The whole sequence through the fused kernel, attached to the tape as one op.
     fn fused_sequence(&self, _: &(), p: &CellParams, _ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
-        let dev = device();
-        let d = detach(inputs, state);
-        let (input, batch) = *d.inputs[0].shape();
-        let h = d.state[0].shape().0;
-        let params: Vec<Matrix> = [W_IH, W_HH, B_IH, B_HH].iter().map(|n| p.value(n).clone()).collect();
-        let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
-        let xs: Vec<Vec<f32>> = d.inputs.iter().map(values).collect();
-        let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
-        let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
-        let steps = xs.len();
-        let run = timed(|| "lstm forward".into(), || engine::run(&weights, h, input, batch, &x_refs, &values(&d.state[0]), &values(&d.state[1]))).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
-        // the outputs as one step-major block [T·H, B]; the state h is h_T again, a tensor
-        // of its own whose gradient joins step T's
-        let (outputs, c_last) = engine::results(&run, steps).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
-        let h_last = outputs[(steps - 1) * h * batch..].to_vec();
-        let all = matrix(&dev, outputs, steps * h, batch);
-        let (h_last, c_last) = (matrix(&dev, h_last, h, batch), matrix(&dev, c_last, h, batch));
-        let start = d.state;
-        let (all_key, h_key, c_key) = (all.clone(), h_last.clone(), c_last.clone());
-        let mut tape = d.tape;
-        tape.add_backward_op(move |grads| {
-            let mut d_h = grad_of(grads, &all_key)?;
-            let d_h_last = grad_of(grads, &h_key)?;
-            d_h[(steps - 1) * h * batch..].iter_mut().zip(&d_h_last).for_each(|(d, e)| *d += e);
-            let d_c = grad_of(grads, &c_key)?;
-            // an LSTM is its network's first layer: its inputs are data and need no gradients
-            let g = timed(|| "lstm backward".into(), || engine::backward(&run, &d_h, &d_c))?;
-            for (param, grad) in params.iter().zip([&g.w_ih, &g.w_hh, &g.bias, &g.bias]) {
-                add_grad(grads, param, grad)?;
-            }
-            add_grad(grads, &start[0], &g.h0)?;
-            add_grad(grads, &start[1], &g.c0)
-        });
-        Ok(finish_stacked(tape, &all, vec![h_last, c_last]))
+        lstm_sequence(p, LayerInputs::Traced(inputs), state)
     }
+
+    /// The kernel reads the data straight into its step operands.
+    fn fused_sequence_from_data(&self, _: &(), p: &CellParams, _ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        lstm_sequence(p, LayerInputs::Data(inputs), state)
+    }
+}
+
+/// The fused LSTM over a sequence. Its inputs get no gradients: an LSTM is its network's
+/// first layer (a kernel's backward forms them only when asked, as the CUDA tests do).
+fn lstm_sequence(p: &CellParams, inputs: LayerInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+    let dev = device();
+    let input = p.value(W_IH).shape().1;
+    inputs.check("lstm", input)?;
+    let (steps, batch) = (inputs.steps(), inputs.batch());
+    let (sources, state, mut tape) = inputs.detach(state);
+    let h = state[0].shape().0;
+    let params: Vec<Matrix> = [W_IH, W_HH, B_IH, B_HH].iter().map(|n| p.value(n).clone()).collect();
+    let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
+    let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
+    let fill = |t: usize, out: &mut [f32]| sources.fill(t, out);
+    let run = timed(|| "lstm forward".into(), || engine::run(&weights, h, input, batch, steps, &fill, &values(&state[0]), &values(&state[1]))).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
+    // the outputs as one step-major block [T·H, B]; the state h is h_T again, a tensor
+    // of its own whose gradient joins step T's
+    let (outputs, c_last) = engine::results(&run, steps).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
+    let h_last = outputs[(steps - 1) * h * batch..].to_vec();
+    let all = matrix(&dev, outputs, steps * h, batch);
+    let (h_last, c_last) = (matrix(&dev, h_last, h, batch), matrix(&dev, c_last, h, batch));
+    let start = state;
+    let (all_key, h_key, c_key) = (all.clone(), h_last.clone(), c_last.clone());
+    tape.add_backward_op(move |grads| {
+        let mut d_h = grad_of(grads, &all_key)?;
+        let d_h_last = grad_of(grads, &h_key)?;
+        d_h[(steps - 1) * h * batch..].iter_mut().zip(&d_h_last).for_each(|(d, e)| *d += e);
+        let d_c = grad_of(grads, &c_key)?;
+        // an LSTM is its network's first layer: its inputs are data and need no gradients
+        let g = timed(|| "lstm backward".into(), || engine::backward(&run, &d_h, &d_c))?;
+        for (param, grad) in params.iter().zip([&g.w_ih, &g.w_hh, &g.bias, &g.bias]) {
+            add_grad(grads, param, grad)?;
+        }
+        add_grad(grads, &start[0], &g.h0)?;
+        add_grad(grads, &start[1], &g.c0)
+    });
+    Ok(finish_stacked(tape, &all, vec![h_last, c_last]))
 }
 
 /// The pass on the CPU kernel, or on the CUDA kernels where they are selected
@@ -169,16 +180,22 @@ mod engine {
         Kernels { layer: elmlab_cuda_kernels::LstmLayerBuffers<kernels::KernelDevice>, sequence: elmlab_cuda_kernels::LstmSequence<kernels::KernelDevice>, hidden: usize },
     }
 
-    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, xs: &[&[f32]], h0: &[f32], c0: &[f32]) -> Result<Run, String> {
+    /// `steps` steps whose inputs (`[I, B]` each) `fill` writes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, steps: usize, fill: &dyn Fn(usize, &mut [f32]), h0: &[f32], c0: &[f32]) -> Result<Run, String> {
         #[cfg(any(test, feature = "cuda"))]
         if kernels::selected() {
+            let mut xs = vec![0.0; steps * input * batch];
+            for (t, x) in xs.chunks_exact_mut((input * batch).max(1)).enumerate().take(steps) {
+                fill(t, x);
+            }
             return kernels::with_kernels(|device| {
                 let layer = elmlab_cuda_kernels::LstmLayerBuffers::new(device, hidden, input, w.w_ih, w.w_hh, w.b_ih, w.b_hh).map_err(|e| e.to_string())?;
-                let sequence = layer.forward(device, &xs.concat(), xs.len(), batch, h0, c0).map_err(|e| e.to_string())?;
+                let sequence = layer.forward(device, &xs, steps, batch, h0, c0).map_err(|e| e.to_string())?;
                 Ok(Run::Kernels { layer, sequence, hidden })
             });
         }
-        Ok(Run::Cpu(LstmForward::run(w, hidden, input, batch, xs, h0, c0)))
+        Ok(Run::Cpu(LstmForward::run_with(w, hidden, input, batch, steps, fill, h0, c0)))
     }
 
     /// `h_1..h_T` `[T, H, B]` and `c_T`.

@@ -68,13 +68,20 @@ fn chunk_units(c: usize, hidden: usize) -> std::ops::Range<usize> {
 impl<F: Real> LstmForward<F> {
     /// Runs the sequence `inputs` (each `[I, B]`) from `h0`, `c0` (each `[H, B]`).
     pub fn run(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, inputs: &[&[F]], h0: &[F], c0: &[F]) -> Self {
-        let (h, i, b, steps) = (hidden, input, batch, inputs.len());
+        Self::run_with(w, hidden, input, batch, inputs.len(), |t, out| out.copy_from_slice(&inputs[t][..input * batch]), h0, c0)
+    }
+
+    /// [`Self::run`] over `steps` steps whose inputs `fill(t, out)` writes (`out` is `[I, B]`,
+    /// where the step's product reads it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_with(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, steps: usize, fill: impl Fn(usize, &mut [F]), h0: &[F], c0: &[F]) -> Self {
+        let (h, i, b) = (hidden, input, batch);
         let k = i + h;
         // every buffer below is written completely before it is read (x_T, never read, is zeroed)
         let mut xh = F::scratch((steps + 1) * k * b);
         xh[steps * k * b..steps * k * b + i * b].fill(F::zero());
-        for (t, x) in inputs.iter().enumerate() {
-            xh[t * k * b..][..i * b].copy_from_slice(&x[..i * b]);
+        for t in 0..steps {
+            fill(t, &mut xh[t * k * b..][..i * b]);
         }
         xh[i * b..k * b].copy_from_slice(&h0[..h * b]);
         let mut cs = F::scratch((steps + 1) * h * b);

@@ -13,7 +13,7 @@ pub use params::{CellParams, Init, ParamSpec};
 
 use crate::connectivity::Connectivity;
 use crate::error::{LayerError, PluginError};
-use crate::neuron::{step_by_step, ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer, SequenceOutput, StatePart, Step};
+use crate::neuron::{step_by_step, ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer, SequenceOutput, StatePart, Step, StepInputs};
 use crate::params::ParamStore;
 use crate::tensor::Traced;
 use rand_chacha::ChaCha8Rng;
@@ -77,6 +77,11 @@ pub trait Cell: Send + Sync + 'static {
     /// A whole sequence at once, equal to the step loop (only called when [`Cell::fused`]).
     fn fused_sequence(&self, _fixed: &Self::Fixed, _p: &CellParams, _ctx: &mut ForwardContext, _inputs: Vec<Traced>, _state: LayerState) -> Result<SequenceOutput, LayerError> {
         Err(LayerError { layer: Self::NAME.into(), problem: "has no fused path".into() })
+    }
+    /// [`Cell::fused_sequence`] over the data, as the network's first layer (no input
+    /// gradients): by default the steps as tensors; a fused path may read them itself.
+    fn fused_sequence_from_data(&self, fixed: &Self::Fixed, p: &CellParams, ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        self.fused_sequence(fixed, p, ctx, inputs.traced(), state)
     }
 }
 
@@ -180,5 +185,11 @@ impl<C: Cell> RecurrentLayer for CellLayer<C> {
             return self.cell.fused_sequence(&self.fixed, &CellParams::new(params, C::NAME), ctx, inputs, state);
         }
         step_by_step(self, params, ctx, inputs, state)
+    }
+    fn sequence_from_data(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        if inputs.steps() > 0 && self.cell.fused(ctx) {
+            return self.cell.fused_sequence_from_data(&self.fixed, &CellParams::new(params, C::NAME), ctx, inputs, state);
+        }
+        step_by_step(self, params, ctx, inputs.traced(), state)
     }
 }

@@ -8,7 +8,8 @@
 //! catches wrong scales and lost contributions, and a random one, which catches a
 //! gradient that is missing entirely), each at the first of three step sizes that agrees.
 
-use crate::neuron::{ForwardContext, History, LayerState, RecurrentLayer};
+use crate::neuron::{EncodedInputs, ForwardContext, History, LayerState, RecurrentLayer};
+use crate::task::Inputs;
 use crate::params::ParamStore;
 use crate::rng::stream;
 use crate::tensor::{device, matrix, trace, values, Matrix, Traced, TracedScalar};
@@ -33,6 +34,20 @@ impl Chain<'_> {
         (0..self.steps).map(|t| trace(&uniform(width, self.batch, 1.0, "conformance/inputs", t as u64))).collect()
     }
 
+    /// The same inputs as a task's batch (`[steps][batch][width]`), as the network hands
+    /// them to its first layer.
+    pub fn data(&self, width: usize) -> Inputs {
+        let mut dense = vec![0.0; self.steps * self.batch * width];
+        for (t, x) in self.inputs(width).iter().enumerate() {
+            for (d, row) in values(x).chunks_exact(self.batch).enumerate() {
+                for (s, &v) in row.iter().enumerate() {
+                    dense[(t * self.batch + s) * width + d] = v;
+                }
+            }
+        }
+        Inputs::Dense(dense)
+    }
+
     /// A random initial state of layer `i` (a carried state, not zeros, so that the
     /// paths from it are exercised).
     pub fn initial_state(&self, i: usize) -> Vec<Matrix> {
@@ -43,12 +58,17 @@ impl Chain<'_> {
     /// The loss from these initial states, on the tape.
     fn loss(&self, store: &ParamStore, states: &[Vec<Matrix>]) -> (TracedScalar, History) {
         let mut ctx = ForwardContext::new(true, stream(7, "conformance/dropout", 0));
-        let mut xs = self.inputs(self.layers[0].input_width());
+        // the first layer reads the data, as in a network; each later one the outputs before
+        let width = self.layers[0].input_width();
+        let inputs = self.data(width);
+        let data = EncodedInputs { inputs: &inputs, steps: self.steps, batch: self.batch, width };
+        let mut xs = Vec::new();
         let mut histories = History::new();
         let mut total = device().zeros::<Rank0>().retaped::<crate::tensor::Tape>();
         for (i, layer) in self.layers.iter().enumerate() {
             let state = LayerState::new(states[i].iter().map(trace).collect());
-            let out = layer.sequence(store, &mut ctx, xs, state).unwrap_or_else(|e| panic!("{e}"));
+            let out = if i == 0 { layer.sequence_from_data(store, &mut ctx, &data, state) } else { layer.sequence(store, &mut ctx, xs, state) };
+            let out = out.unwrap_or_else(|e| panic!("{e}"));
             let (outputs, finals, history) = out.into_parts();
             histories.merge(history);
             for (p, s) in finals.into_parts().into_iter().enumerate() {

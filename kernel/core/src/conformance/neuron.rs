@@ -2,10 +2,11 @@
 
 use super::gradients::{check_gradients, Chain};
 use super::AnySource;
-use crate::neuron::{check_state, step_by_step, ForwardContext, LayerState, NetworkShape, NeuronModel, RecurrentLayer};
+use crate::neuron::{check_state, step_by_step, EncodedInputs, ForwardContext, LayerState, NetworkShape, NeuronModel, RecurrentLayer};
 use crate::params::ParamStore;
 use crate::rng::stream;
-use crate::tensor::{trace, values, Tape, Traced};
+use crate::tensor::{device, matrix, trace, values, Tape, Traced};
+use dfdx::prelude::*;
 
 /// What [`check_neuron`] checks at, when the defaults do not suit a model.
 #[derive(Clone, Debug)]
@@ -56,6 +57,7 @@ impl NeuronCheck {
         let shape = self.shape(model, self.small_units);
         let (layers, store) = self.build(model, &shape, 3);
         self.check_sequence_equals_steps(&layers, &store);
+        self.check_data_equals_tensors(&layers, &store);
         if self.finite_differences {
             check_gradients(&Chain { layers: &layers, batch: self.batch, steps: self.steps }, store);
         }
@@ -122,6 +124,52 @@ impl NeuronCheck {
                 self.assert_close(&values(a), &values(b), &format!("layer `{}` final state `{}`", layer.name(), part.name));
             }
             inputs = ref_out;
+        }
+    }
+
+    /// The first layer over the data (`sequence_from_data`, what a network calls) against
+    /// the same inputs as tensors (`sequence`), in training mode: the same outputs, final
+    /// state and parameter gradients, bit for bit.
+    fn check_data_equals_tensors(&self, layers: &[Box<dyn RecurrentLayer>], store: &ParamStore) {
+        let chain = Chain { layers, batch: self.batch, steps: self.steps };
+        let (layer, width) = (&layers[0], layers[0].input_width());
+        let inputs = chain.data(width);
+        let data = EncodedInputs { inputs: &inputs, steps: self.steps, batch: self.batch, width };
+        let run = |from_data: bool| {
+            let mut ctx = ForwardContext::new(true, stream(5, "conformance/data", 0));
+            let state = LayerState::new(chain.initial_state(0).iter().map(trace).collect());
+            let out = if from_data { layer.sequence_from_data(store, &mut ctx, &data, state) } else { layer.sequence(store, &mut ctx, chain.inputs(width), state) };
+            let (outputs, finals, history) = out.unwrap_or_else(|e| panic!("{e}")).into_parts();
+            let outputs = outputs.into_steps(self.steps);
+            let finals = finals.into_parts();
+            let seen: Vec<Vec<f32>> = outputs.iter().chain(&finals).map(values).collect();
+            // a fixed weighting of every output and final state part, and the penalties
+            let mut total = device().zeros::<Rank0>().retaped::<Tape>();
+            for (k, y) in outputs.into_iter().chain(finals).enumerate() {
+                let (rows, cols) = *y.shape();
+                let weight: Vec<f32> = (0..rows * cols).map(|j| ((j * 7 + k * 3) % 11) as f32 / 11.0 - 0.5).collect();
+                total = total + (y * matrix(&device(), weight, rows, cols)).sum::<(), _>();
+            }
+            for (_, penalty) in ctx.penalties.drain(..) {
+                total = total + penalty;
+            }
+            let (value, tape) = total.split_tape();
+            let mut grads = value.put_tape(tape.merge(history.into_tape())).backward();
+            let grads: Vec<Vec<f32>> = store
+                .iter()
+                .map(|p| {
+                    grads.try_alloc_for(&p.value).expect("allocating a gradient");
+                    values(&grads.get(&p.value))
+                })
+                .collect();
+            (seen, grads)
+        };
+        let ((data_seen, data_grads), (tensor_seen, tensor_grads)) = (run(true), run(false));
+        for (k, (a, b)) in data_seen.iter().zip(&tensor_seen).enumerate() {
+            assert_eq!(a, b, "layer `{}`: output or final state {k} differs between the data and the same inputs as tensors", layer.name());
+        }
+        for (p, (a, b)) in store.iter().zip(data_grads.iter().zip(&tensor_grads)) {
+            assert_eq!(a, b, "layer `{}`: the gradient of `{}` differs between the data and the same inputs as tensors", layer.name(), p.name);
         }
     }
 

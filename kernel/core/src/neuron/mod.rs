@@ -2,9 +2,11 @@
 //! layers to a network, declares their sizes in closed form, and builds them.
 
 mod context;
+mod data;
 mod state;
 
 pub use context::{ForwardContext, Recorder};
+pub use data::{EncodedInputs, StepInputs};
 pub use state::{check_state, step_by_step, History, LayerState, Outputs, SequenceOutput, StatePart, Step};
 
 use crate::connectivity::Connectivity;
@@ -79,6 +81,14 @@ pub trait RecurrentLayer {
     /// fused path may override it and must then equal the step path.
     fn sequence(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
         step_by_step(self, params, ctx, inputs, state)
+    }
+
+    /// A whole sequence read from the data, as the network's first layer: its inputs need
+    /// no gradients. The default makes every step a tensor and runs
+    /// [`RecurrentLayer::sequence`]; a fused layer may read the steps into its own buffers
+    /// and must then give the same numbers.
+    fn sequence_from_data(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        self.sequence(params, ctx, inputs.traced(), state)
     }
 
     /// A zero state for `batch` sequences.

@@ -7,7 +7,7 @@
 
 use crate::connectivity::Connectivity;
 use crate::error::{LayerError, PluginError};
-use crate::neuron::{ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer, SequenceOutput, StatePart, Step};
+use crate::neuron::{ForwardContext, LayerPlan, LayerState, NetworkShape, NeuronModel, RecurrentLayer, SequenceOutput, StatePart, Step, StepInputs};
 use crate::params::ParamStore;
 use crate::tensor::{Matrix, Traced};
 use rand_chacha::ChaCha8Rng;
@@ -69,6 +69,13 @@ impl RecurrentLayer for EnteredLayer {
         within(self.enter, || self.inner.step(params, ctx, input, state))
     }
     fn sequence(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        within(self.enter, || self.inner.sequence(params, ctx, inputs, state))
+    }
+    /// The data's tensors are made here, by the host's tensor code, and the library gets
+    /// `sequence` (inside it, the host's `StepInputs::traced` would number tensors on the
+    /// host's counter while the library's is the one in use).
+    fn sequence_from_data(&self, params: &ParamStore, ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        let inputs = inputs.traced();
         within(self.enter, || self.inner.sequence(params, ctx, inputs, state))
     }
     fn zero_state(&self, batch: usize) -> Vec<Matrix> {

@@ -8,9 +8,9 @@ pub use recipe::{ModelPlan, ModelRecipe};
 use crate::loss::{cross_entropy, BatchStats};
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::error::LayerError;
-use elmlab_core::neuron::{check_state, ForwardContext, History, LayerState, Outputs, RecurrentLayer};
+use elmlab_core::neuron::{check_state, EncodedInputs, ForwardContext, History, LayerState, Outputs, RecurrentLayer, StepInputs};
 use elmlab_core::params::ParamStore;
-use elmlab_core::task::{Batch, Carry, Inputs, LossAt};
+use elmlab_core::task::{Batch, Carry, LossAt};
 use elmlab_core::tensor::{device, matrix, trace, Dev, Matrix, Traced};
 use elmlab_host_ops as host_op;
 use rand_chacha::ChaCha8Rng;
@@ -68,24 +68,14 @@ pub struct Gradients {
 impl Network {
     /// Encodes step `t` of a batch as a `[width, batch]` matrix.
     pub fn encode_step(&self, dev: &Dev, batch: &Batch, t: usize) -> Matrix {
-        let (w, b) = (self.input_width, batch.batch);
-        let mut values = vec![0.0f32; w * b];
-        match &batch.inputs {
-            Inputs::Dense(v) => {
-                let step = &v[t * b * w..(t + 1) * b * w];
-                for s in 0..b {
-                    for d in 0..w {
-                        values[d * b + s] = step[s * w + d];
-                    }
-                }
-            }
-            Inputs::OneHot { symbols, scale } => {
-                for s in 0..b {
-                    values[symbols[t * b + s] as usize * b + s] = *scale;
-                }
-            }
-        }
-        matrix(dev, values, w, b)
+        let mut values = vec![0.0f32; self.input_width * batch.batch];
+        self.inputs_of(batch).fill(t, &mut values);
+        matrix(dev, values, self.input_width, batch.batch)
+    }
+
+    /// A batch's inputs as the first layer reads them, a step at a time.
+    pub fn inputs_of<'a>(&self, batch: &'a Batch) -> EncodedInputs<'a> {
+        EncodedInputs { inputs: &batch.inputs, steps: batch.steps, batch: batch.batch, width: self.input_width }
     }
 
     /// The state a batch starts from: zero, or `carried` (for [`Carry::Continue`]) with
@@ -124,9 +114,10 @@ impl Network {
     /// says [`Carry::Continue`]); returns logits where `loss_at` reads and the final
     /// state. What each layer hands back is checked against what it declares.
     pub fn forward(&self, ctx: &mut ForwardContext, batch: &Batch, loss_at: LossAt, carried: Option<&NetworkState>) -> Result<ForwardPass, LayerError> {
-        let dev = device();
         let initial = self.initial_state(batch, carried)?;
-        let mut xs: Vec<Traced> = (0..batch.steps).map(|t| trace(&self.encode_step(&dev, batch, t))).collect();
+        // the first layer reads the data itself; each later one the outputs of the one before
+        let data = self.inputs_of(batch);
+        let mut xs: Vec<Traced> = Vec::new();
         let mut histories = Vec::with_capacity(self.layers.len());
         let mut final_state = Vec::with_capacity(self.layers.len());
         // the output map as one host op over all read steps (recording wants per-step logits);
@@ -136,7 +127,7 @@ impl Network {
         let mut stacked = None;
         for (index, (layer, start)) in self.layers.iter().zip(initial).enumerate() {
             let state = LayerState::new(start.iter().map(trace).collect());
-            let out = layer.sequence(&self.params, ctx, xs, state)?;
+            let out = if index == 0 { layer.sequence_from_data(&self.params, ctx, &data, state)? } else { layer.sequence(&self.params, ctx, xs, state)? };
             out.outputs().check(layer.name(), layer.units(), batch.steps, batch.batch)?;
             check_state(layer.name(), &layer.state_parts(), out.state(), batch.batch)?;
             let (outputs, state, history) = out.into_parts();
