@@ -26,6 +26,29 @@ pub fn exp_f32(x: f32) -> f32 {
     p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }
 
+/// [`exp_f32`] with fused multiply-adds: the reduction and each step of the polynomial one
+/// instruction and one rounding. For code compiled with FMA (`#[target_feature(enable =
+/// "fma")]`, where it inlines to `vfmadd`); elsewhere each `mul_add` is a libm call. In the
+/// LSTM's gate step (five of these per unit and sequence) it took the gates from 2.2–2.6 to
+/// 1.2–1.5 ms per thread of a batch.
+#[inline(always)]
+pub fn exp_f32_fused(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x.mul_add(LOG2E, ROUND);
+    let k = shifted - ROUND;
+    let r = (-k).mul_add(LN2_LO, (-k).mul_add(LN2_HI, x));
+    let mut p = 1.0f32 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p.mul_add(r, c);
+    }
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +65,20 @@ mod tests {
         assert!(worst < 3e-7, "relative error {worst:e}");
         assert_eq!(exp_f32(-200.0f32), exp_f32(-87.0f32));
         assert!(exp_f32(200.0f32).is_finite());
+    }
+
+    /// The fused version against f64 `exp` (here its `mul_add`s are libm calls: the same
+    /// arithmetic as `vfmadd`, one rounding each).
+    #[test]
+    fn fused_f32_exp_is_within_f32_rounding_of_exp() {
+        let mut worst = 0.0f64;
+        for i in (-870_000..=880_000).step_by(7) {
+            let x = i as f32 * 1e-4;
+            let (got, want) = (exp_f32_fused(x) as f64, (x as f64).exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "relative error {worst:e}");
+        assert_eq!(exp_f32_fused(-200.0f32), exp_f32_fused(-87.0f32));
+        assert!(exp_f32_fused(200.0f32).is_finite());
     }
 }

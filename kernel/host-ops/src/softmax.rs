@@ -23,30 +23,7 @@ pub fn softmax_cross_entropy(logits: Traced, targets: &[usize], smoothing: f64, 
     assert_eq!(targets.len(), columns, "one target per column");
     let (value, mut tape) = take_input(logits);
     let z = values(&value);
-    // row by row over the columns (contiguous), with per-column accumulators: every inner
-    // loop is elementwise over the columns, so it vectorises
-    let mut max = z[..columns].to_vec();
-    let mut best = vec![0u32; columns];
-    let mut sum_z = vec![0.0f64; columns];
-    for (c, row) in z.chunks_exact(columns.max(1)).enumerate() {
-        for (((&v, max), best), sum) in row.iter().zip(&mut max).zip(&mut best).zip(&mut sum_z) {
-            // the first maximal class wins, as in a scan from class 0
-            let above = v > *max;
-            *max = if above { v } else { *max };
-            *best = if above { c as u32 } else { *best };
-            *sum += v as f64;
-        }
-    }
-    let mut exps = vec![0.0f32; classes * columns];
-    let mut sum_e = vec![0.0f64; columns];
-    for (row, exps) in z.chunks_exact(columns.max(1)).zip(exps.chunks_exact_mut(columns.max(1))) {
-        for (((&v, &max), e), sum) in row.iter().zip(&max).zip(exps).zip(&mut sum_e) {
-            // exp in f32 (its 3e-7 error is below what the f32 logits carry; `exp_f32`
-            // vectorises, libm's `expf` does not), sums in f64
-            *e = exp::exp_f32(v - max);
-            *sum += *e as f64;
-        }
-    }
+    let ColumnStats { max, best, sum_z, exps, sum_e } = column_stats(&z, classes, columns);
     let off = smoothing / classes as f64;
     let (mut loss, mut hits) = (0.0f64, Hits { nats: 0.0, correct: 0 });
     for (s, &y) in targets.iter().enumerate() {
@@ -81,3 +58,68 @@ pub fn softmax_cross_entropy(logits: Traced, targets: &[usize], smoothing: f64, 
     (result.put_tape(tape), hits)
 }
 
+/// Per column of `z` (`[classes, columns]`): the largest logit and its first class, the sum
+/// of the logits, the exponentials `e^{z − max}` (`[classes, columns]`) and their sum.
+struct ColumnStats {
+    max: Vec<f32>,
+    best: Vec<u32>,
+    sum_z: Vec<f64>,
+    exps: Vec<f32>,
+    sum_e: Vec<f64>,
+}
+
+/// [`ColumnStats`], compiled for AVX-512 or AVX2 where the CPU has them: the same
+/// arithmetic (nothing is fused), in wider vectors. Built for the baseline x86-64 alone the
+/// exponentials went four at a time, 3.5 ns a value (0.6–0.7 ms of an LSTM inference batch).
+fn column_stats(z: &[f32], classes: usize, columns: usize) -> ColumnStats {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        unsafe fn avx512(z: &[f32], classes: usize, columns: usize) -> ColumnStats {
+            column_stats_body(z, classes, columns)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(z: &[f32], classes: usize, columns: usize) -> ColumnStats {
+            column_stats_body(z, classes, columns)
+        }
+        let has_avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        if has_avx2 && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
+            // SAFETY: the CPU has AVX-512F/VL, AVX2 and FMA, checked just above
+            return unsafe { avx512(z, classes, columns) };
+        }
+        if has_avx2 {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above
+            return unsafe { avx2(z, classes, columns) };
+        }
+    }
+    column_stats_body(z, classes, columns)
+}
+
+#[inline(always)]
+fn column_stats_body(z: &[f32], classes: usize, columns: usize) -> ColumnStats {
+    // row by row over the columns (contiguous), with per-column accumulators: every inner
+    // loop is elementwise over the columns, so it vectorises
+    let mut max = z[..columns].to_vec();
+    let mut best = vec![0u32; columns];
+    let mut sum_z = vec![0.0f64; columns];
+    for (c, row) in z.chunks_exact(columns.max(1)).enumerate() {
+        for (((&v, max), best), sum) in row.iter().zip(&mut max).zip(&mut best).zip(&mut sum_z) {
+            // the first maximal class wins, as in a scan from class 0
+            let above = v > *max;
+            *max = if above { v } else { *max };
+            *best = if above { c as u32 } else { *best };
+            *sum += v as f64;
+        }
+    }
+    let mut exps = vec![0.0f32; classes * columns];
+    let mut sum_e = vec![0.0f64; columns];
+    for (row, exps) in z.chunks_exact(columns.max(1)).zip(exps.chunks_exact_mut(columns.max(1))) {
+        for (((&v, &max), e), sum) in row.iter().zip(&max).zip(exps).zip(&mut sum_e) {
+            // exp in f32 (its 3e-7 error is below what the f32 logits carry; `exp_f32`
+            // vectorises, libm's `expf` does not), sums in f64
+            *e = exp::exp_f32(v - max);
+            *sum += *e as f64;
+        }
+    }
+    ColumnStats { max, best, sum_z, exps, sum_e }
+}

@@ -267,11 +267,11 @@ fn gate_step<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mu
     {
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         unsafe fn avx512<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
-            gate_step_body(pre, c_prev, c_next, h_next, bias, b)
+            gate_step_body::<F, true>(pre, c_prev, c_next, h_next, bias, b)
         }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
-            gate_step_body(pre, c_prev, c_next, h_next, bias, b)
+            gate_step_body::<F, true>(pre, c_prev, c_next, h_next, bias, b)
         }
         if cpu::avx512_fma() {
             // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
@@ -282,7 +282,7 @@ fn gate_step<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mu
             return unsafe { avx2(pre, c_prev, c_next, h_next, bias, b) };
         }
     }
-    gate_step_body(pre, c_prev, c_next, h_next, bias, b)
+    gate_step_body::<F, false>(pre, c_prev, c_next, h_next, bias, b)
 }
 
 /// Sequences per block of the pointwise steps: copied into fixed-width local arrays, the
@@ -313,8 +313,11 @@ fn store<F: Real>(to: &mut [F], block: &[F; LANES]) {
     to.copy_from_slice(&block[..n]);
 }
 
+/// `FMA`: compiled with fused multiply-adds, so the nonlinearities may use them.
 #[inline(always)]
-fn gate_step_body<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
+fn gate_step_body<F: Real, const FMA: bool>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
+    let sigmoid = |x: F| if FMA { x.sigmoid_fused() } else { x.sigmoid() };
+    let tanh = |x: F| if FMA { x.tanh_fused() } else { x.tanh() };
     for (u, bias) in bias.chunks_exact(4).enumerate() {
         for j in (0..b).step_by(LANES) {
             let cols = j..(j + LANES).min(b);
@@ -323,12 +326,12 @@ fn gate_step_body<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next
             let mut c = load(&c_prev[u * b + cols.start..u * b + cols.end]);
             let mut h = [F::zero(); LANES];
             for l in 0..LANES {
-                i[l] = (i[l] + bias[0]).sigmoid();
-                f[l] = (f[l] + bias[1]).sigmoid();
-                g[l] = (g[l] + bias[2]).tanh();
-                o[l] = (o[l] + bias[3]).sigmoid();
+                i[l] = sigmoid(i[l] + bias[0]);
+                f[l] = sigmoid(f[l] + bias[1]);
+                g[l] = tanh(g[l] + bias[2]);
+                o[l] = sigmoid(o[l] + bias[3]);
                 c[l] = f[l] * c[l] + i[l] * g[l];
-                h[l] = o[l] * c[l].tanh();
+                h[l] = o[l] * tanh(c[l]);
             }
             for (k, block) in [i, f, g, o].iter().enumerate() {
                 store(&mut pre[row(k)], block);
