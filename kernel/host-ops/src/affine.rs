@@ -1,6 +1,7 @@
 //! The output map of a whole sequence as one host operation: `W·a_t + b` for every read
 //! step in one product instead of a matmul, a broadcast and an add per step.
 
+use crate::both::both;
 use crate::matmul::{matmul, matmul_here, View};
 use crate::packed::PackedRows;
 use crate::tape::{add_grad, grad_of, take_input, AVAILABLE};
@@ -51,7 +52,7 @@ pub fn affine_columns(weight: &Matrix, bias: &Matrix, parts: Vec<Traced>) -> Tra
         let mut d_wt = vec![0.0f32; units * classes];
         let half = units.div_ceil(2);
         let (top, bottom) = d_wt.split_at_mut(half * classes);
-        rayon::join(
+        both(
             || matmul_here(half, classes, total, top, classes, false, View::rows(&a, total), View::transposed(&g, total)),
             || matmul_here(units - half, classes, total, bottom, classes, false, View::rows(&a[half * total..], total), View::transposed(&g, total)),
         );
@@ -99,7 +100,7 @@ pub fn affine_stacked(weight: &Matrix, bias: &Matrix, all: Traced, steps: usize)
             packed_w.product_here(0..classes, batch, block, batch, false, View::rows(&y[t * units * batch..], batch));
         }
     };
-    rayon::join(|| map(0, first), || map(half, second));
+    both(|| map(0, first), || map(half, second));
     let mut out = vec![0.0f32; classes * total];
     for (t, block) in blocks.chunks_exact((classes * batch).max(1)).enumerate() {
         for (c, row) in block.chunks_exact(batch.max(1)).enumerate() {
@@ -124,7 +125,7 @@ pub fn affine_stacked(weight: &Matrix, bias: &Matrix, all: Traced, steps: usize)
                 matmul_here(classes, units, batch, d_w, units, n > 0, step_grad(t), View::transposed(&y[t * units * batch..], batch));
             }
         };
-        rayon::join(|| backward(0, y_first, &mut d_w), || backward(half, y_second, &mut d_w_second));
+        both(|| backward(0, y_first, &mut d_w), || backward(half, y_second, &mut d_w_second));
         if steps > half {
             d_w.iter_mut().zip(&d_w_second).for_each(|(a, b)| *a += b);
         }
