@@ -261,7 +261,9 @@ impl<F: Real> Drop for LstmForward<F> {
 
 /// One chunk's gate step: `pre` (its rows `[4u + k][B]`) holds the products and receives
 /// the activations; `c_{t+1}`, `h_{t+1}` of its units go to `c_next`, `h_next`. Compiled for
-/// AVX-512 or AVX2 where the CPU has them (wider registers, the same arithmetic and numbers).
+/// AVX-512 or AVX2 where the CPU has them (wider registers; both with FMA, so their
+/// exponentials use fused multiply-adds: the same numbers on either, within f32 rounding
+/// of the plain build's).
 fn gate_step<F: Real>(pre: &mut [F], c_prev: &[F], c_next: &mut [F], h_next: &mut [F], bias: &[F], b: usize) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -352,12 +354,12 @@ fn gate_step_backward<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_pr
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn avx512<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
-            gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
+            gate_step_backward_body::<F, true>(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
         }
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn avx2<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
-            gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
+            gate_step_backward_body::<F, true>(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
         }
         if cpu::avx512_fma() {
             // SAFETY: the CPU has AVX-512F/VL and FMA, checked just above.
@@ -368,12 +370,12 @@ fn gate_step_backward<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_pr
             return unsafe { avx2(d_pre, d_c, gates, c_prev, c, d_h, carry, b) };
         }
     }
-    gate_step_backward_body(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
+    gate_step_backward_body::<F, false>(d_pre, d_c, gates, c_prev, c, d_h, carry, b)
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn gate_step_backward_body<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
+fn gate_step_backward_body<F: Real, const FMA: bool>(d_pre: &mut [F], d_c: &mut [F], gates: &[F], c_prev: &[F], c: &[F], d_h: &[F], carry: &[F], b: usize) {
     let one = F::one();
     for u in 0..d_c.len() / b.max(1) {
         for j in (0..b).step_by(LANES) {
@@ -385,7 +387,8 @@ fn gate_step_backward_body<F: Real>(d_pre: &mut [F], d_c: &mut [F], gates: &[F],
             let (mut di, mut df, mut dg, mut d_o) = ([F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES], [F::zero(); LANES]);
             for l in 0..LANES {
                 let dh = d_h[l] + carry[l];
-                let tc = c[l].tanh();
+                // tanh(c) as the forward formed it
+                let tc = if FMA { c[l].tanh_fused() } else { c[l].tanh() };
                 let dc = d_c_block[l] + dh * o[l] * (one - tc * tc);
                 di[l] = dc * g[l] * i[l] * (one - i[l]);
                 df[l] = dc * c_prev[l] * f[l] * (one - f[l]);
