@@ -174,7 +174,8 @@ fn an_interrupted_local_sweep_finishes_on_rerun_with_the_same_results() {
     assert!(text(&o).contains("1 of 4 runs finished earlier; skipped"), "{}", text(&o));
     // Same ids (same configs), same numbers, step for step.
     for ((id, whole), (_, resumed)) in run_metrics(&clean).iter().zip(run_metrics(&cut)) {
-        assert_eq!(whole, &resumed, "run {id}: metrics of the uninterrupted and the resumed sweep differ; logs:\n{}", logs());
+        let first_difference = whole.lines().zip(resumed.lines()).find(|(a, b)| a != b);
+        assert_eq!(whole, &resumed, "run {id}: metrics of the uninterrupted and the resumed sweep differ, first at {first_difference:?}; logs:\n{}", logs());
     }
     // A third invocation has nothing to do.
     let o = elmlab(&["sweep", "run", s(&cut.join("manifest.jsonl"))]);
