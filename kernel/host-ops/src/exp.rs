@@ -9,21 +9,7 @@
 /// (checked in the tests).
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two (high and low part) for a more precise reduction
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // adding and subtracting 1.5·2^23 rounds to the nearest integer
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * LOG2E + ROUND;
-    let k = shifted - ROUND;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    // k as an integer from the low bits of `shifted` (not a float-to-int cast, whose
-    // saturating semantics kept loops from vectorising)
-    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
+    exp_with(x, |a, b, c| a * b + c)
 }
 
 /// [`exp_f32`] with fused multiply-adds: the reduction and each step of the polynomial one
@@ -33,18 +19,26 @@ pub fn exp_f32(x: f32) -> f32 {
 /// 1.2–1.5 ms per thread of a batch.
 #[inline(always)]
 pub fn exp_f32_fused(x: f32) -> f32 {
+    exp_with(x, f32::mul_add)
+}
+
+/// The arithmetic of both, `mul_add(a, b, c)` standing for `a·b + c` (two roundings or one).
+#[inline(always)]
+fn exp_with(x: f32, mul_add: impl Fn(f32, f32, f32) -> f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two (high and low part) for a more precise reduction
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // adding and subtracting 1.5·2^23 rounds to the nearest integer
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let shifted = x.mul_add(LOG2E, ROUND);
+    let shifted = mul_add(x, LOG2E, ROUND);
     let k = shifted - ROUND;
-    let r = (-k).mul_add(LN2_LO, (-k).mul_add(LN2_HI, x));
-    let mut p = 1.0f32 / 5040.0;
-    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = p.mul_add(r, c);
-    }
+    let r = mul_add(-k, LN2_LO, mul_add(-k, LN2_HI, x));
+    // Horner from the x⁷ term down
+    let p = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0].into_iter().fold(1.0 / 5040.0, |p, c| mul_add(p, r, c));
+    // k as an integer from the low bits of `shifted` (not a float-to-int cast, whose
+    // saturating semantics kept loops from vectorising)
     let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
     p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }

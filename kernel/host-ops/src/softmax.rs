@@ -1,7 +1,7 @@
 //! Softmax cross-entropy with label smoothing as one host operation: loss, statistics
 //! and gradient in one pass over the logits.
 
-use crate::exp;
+use crate::{cpu, exp};
 use crate::tape::{add_grad, grad_of, take_input, AVAILABLE};
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::tensor::{device, values, Traced, TracedScalar};
@@ -82,12 +82,11 @@ fn column_stats(z: &[f32], classes: usize, columns: usize) -> ColumnStats {
         unsafe fn avx2(z: &[f32], classes: usize, columns: usize) -> ColumnStats {
             column_stats_body(z, classes, columns)
         }
-        let has_avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-        if has_avx2 && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
+        if cpu::avx512_fma() && cpu::avx2_fma() {
             // SAFETY: the CPU has AVX-512F/VL, AVX2 and FMA, checked just above
             return unsafe { avx512(z, classes, columns) };
         }
-        if has_avx2 {
+        if cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA, checked just above
             return unsafe { avx2(z, classes, columns) };
         }

@@ -8,7 +8,7 @@ use crate::task::Inputs;
 use crate::tensor::{device, matrix, trace, Traced};
 
 /// Encoded inputs of a sequence batch, read one step at a time.
-pub trait StepInputs: Sync {
+pub trait StepInputs {
     fn steps(&self) -> usize;
     fn width(&self) -> usize;
     fn batch(&self) -> usize;

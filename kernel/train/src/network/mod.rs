@@ -8,10 +8,10 @@ pub use recipe::{ModelPlan, ModelRecipe};
 use crate::loss::{cross_entropy, BatchStats};
 use elmlab_core::dfdx::prelude::*;
 use elmlab_core::error::LayerError;
-use elmlab_core::neuron::{check_state, EncodedInputs, ForwardContext, History, LayerState, Outputs, RecurrentLayer, StepInputs};
+use elmlab_core::neuron::{check_state, EncodedInputs, ForwardContext, History, LayerState, Outputs, RecurrentLayer};
 use elmlab_core::params::ParamStore;
 use elmlab_core::task::{Batch, Carry, LossAt};
-use elmlab_core::tensor::{device, matrix, trace, Dev, Matrix, Traced};
+use elmlab_core::tensor::{device, matrix, trace, Matrix, Traced};
 use elmlab_host_ops as host_op;
 use rand_chacha::ChaCha8Rng;
 
@@ -66,13 +66,6 @@ pub struct Gradients {
 }
 
 impl Network {
-    /// Encodes step `t` of a batch as a `[width, batch]` matrix.
-    pub fn encode_step(&self, dev: &Dev, batch: &Batch, t: usize) -> Matrix {
-        let mut values = vec![0.0f32; self.input_width * batch.batch];
-        self.inputs_of(batch).fill(t, &mut values);
-        matrix(dev, values, self.input_width, batch.batch)
-    }
-
     /// A batch's inputs as the first layer reads them, a step at a time.
     pub fn inputs_of<'a>(&self, batch: &'a Batch) -> EncodedInputs<'a> {
         EncodedInputs { inputs: &batch.inputs, steps: batch.steps, batch: batch.batch, width: self.input_width }

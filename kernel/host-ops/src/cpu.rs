@@ -1,5 +1,5 @@
-//! Which vector instructions the CPU offers the kernels' wider builds (checked at run time;
-//! the answers are cached by the standard library).
+//! Which vector instructions the CPU offers the wider builds of the kernels and host ops
+//! (checked at run time; the answers are cached by the standard library).
 
 /// AVX2 and FMA: eight `f32` per register, fused multiply-adds.
 #[cfg(target_arch = "x86_64")]
