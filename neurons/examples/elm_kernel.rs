@@ -79,12 +79,21 @@ fn main() {
     let d_out: Vec<Vec<f32>> = (0..steps).map(|_| uniform(&mut rng, n * batch, 0.01)).collect();
     let (d_m_last, d_e_last, d_abs, d_act) = (vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.002; n * batch], vec![0.0002; n * batch]);
     let extras = || ElmExtras { mlp_penalty: true, activity_penalty: true, ..Default::default() };
-    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    let (mut fwd, mut bwd, mut eval) = (Vec::new(), Vec::new(), Vec::new());
     let mut fingerprint = 0;
     for round in 0..=rounds {
+        // an evaluation pass (no history kept), alternating with the training passes
+        let t0 = Instant::now();
+        let evaluated = kernel.run(&params, &views, vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.0; n * batch], ElmExtras { forward_only: true, ..Default::default() });
+        let last_evaluated = evaluated.output(steps);
+        drop(evaluated);
+        if round > 0 {
+            eval.push(t0.elapsed().as_secs_f64());
+        }
         let t0 = Instant::now();
         let run = kernel.run(&params, &views, vec![0.0; n * d_m * batch], vec![0.0; n * batch], vec![0.0; n * batch], extras());
         let t1 = Instant::now();
+        assert_eq!(run.output(steps), last_evaluated, "the evaluation pass computes the same outputs");
         let up = ElmUpstream { outputs: &d_out, m_last: &d_m_last, e_last: &d_e_last, abs_delta: Some(&d_abs), activity: Some(&d_act) };
         let g = kernel.backward(&params, &run, &up, spec.inputs_need_grad);
         let t2 = Instant::now();
@@ -94,9 +103,10 @@ fn main() {
             bwd.push((t2 - t1).as_secs_f64());
         }
     }
-    let (f, b) = (best(fwd), best(bwd));
+    let (f, b, e) = (best(fwd), best(bwd), best(eval));
     let flops = (spec.plan().flops_per_step as f64) * (steps * batch) as f64;
     println!("{task} batch {batch}, {} threads: forward {:.1} ms ({:.1} GFLOP/s), backward {:.1} ms, per sequence fwd+bwd {:.2} ms", rayon::current_num_threads(), f * 1e3, flops / f / 1e9, b * 1e3, (f + b) / batch as f64 * 1e3);
+    println!("  evaluation forward (no history kept) {:.1} ms", e * 1e3);
     // equal between two builds exactly when the last outputs and every gradient are bit-equal
     println!("  results fingerprint {fingerprint:016x}");
 }

@@ -139,7 +139,7 @@ fn measure(registry: &Registry, resolved: ResolvedConfig, steps: usize) -> Resul
     for step in 0..=steps as u64 {
         let batch = batches(step)?;
         let started = Instant::now();
-        let mut ctx = ForwardContext::new(false, stream(cfg.seed, "eval", step));
+        let mut ctx = ForwardContext::evaluation(stream(cfg.seed, "eval", step));
         network.evaluate_batch(&mut ctx, &batch, loss_at, None)?;
         if step > 0 {
             infer_times.push(started.elapsed().as_secs_f64());

@@ -84,7 +84,7 @@ impl Session {
         let cfg = &self.config.config;
         let batches = self.task.eval_batches(split, cfg.train.eval_batch).map_err(RunError::Task)?;
         let mut stats = BatchStats::default();
-        let mut ctx = ForwardContext::new(false, stream(cfg.seed, "eval", 0));
+        let mut ctx = ForwardContext::evaluation(stream(cfg.seed, "eval", 0));
         let mut carried = None;
         let started = Instant::now();
         let mut last_report = Instant::now();

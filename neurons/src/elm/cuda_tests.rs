@@ -79,6 +79,7 @@ fn check(case: &Case, seed: u64, grid: u32, block: u32) {
         mlp_penalty: case.extras,
         activity_penalty: case.extras,
         kappa_grads: case.extras,
+        forward_only: false,
     };
     let mut ex = extras();
     if case.extras {

@@ -33,7 +33,7 @@ impl ElmLayer {
         let ((kappa_m, km_tape), (okl, okl_tape)) = (take_input(kappa_m), take_input(okl));
         tape = tape.merge(km_tape).merge(okl_tape);
         let factors = [values(&kappa_m), values(&okl)];
-        let (mlp_penalty, activity_penalty) = (extras.mlp_penalty, extras.activity_penalty);
+        let (mlp_penalty, activity_penalty, extras_forward_only) = (extras.mlp_penalty, extras.activity_penalty, extras.forward_only);
         // parameters in order: w_s, (weight, bias) per MLP layer, w_y, b
         let mut names = vec![format!("{}.w_s", s.name)];
         for (w, b) in &self.mlp_names {
@@ -56,7 +56,10 @@ impl ElmLayer {
         let (inputs, start) = (sources.into_tensors(), state);
         // data (the network's first layer) has no gradients to take
         let (input_grads, name) = (s.inputs_need_grad && !inputs.is_empty(), s.name.clone());
+        let forward_only = extras_forward_only;
         tape.add_backward_op(move |grads| {
+            // an evaluation pass (`ForwardContext::evaluation`) kept no history to go back through
+            assert!(!forward_only, "layer {name}: a backward pass through an evaluation forward pass (ForwardContext::backward was false)");
             let d_out = keys_out.iter().map(|o| grad_of(grads, o)).collect::<Result<Vec<_>, _>>()?;
             let (d_m, d_e) = (grad_of(grads, &key_m)?, grad_of(grads, &key_e)?);
             let d_abs = key_abs.as_ref().map(|k| grad_of(grads, k)).transpose()?;
@@ -172,7 +175,7 @@ mod engine {
     /// cost 4 ms of an SHD-Adding pass).
     #[allow(clippy::too_many_arguments)]
     #[cfg_attr(not(any(test, feature = "cuda")), allow(unused_variables))]
-    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, steps: usize, step_len: usize, fill: &dyn Fn(usize, &mut [f32]), m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, steps: usize, step_len: usize, fill: &(dyn Fn(usize, &mut [f32]) + Sync), m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
         #[cfg(any(test, feature = "cuda"))]
         if kernels::selected() {
             let xs: Vec<Vec<f32>> = (0..steps)

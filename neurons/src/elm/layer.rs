@@ -239,7 +239,7 @@ impl ElmLayer {
         let recurrent_mask = dropout.then(|| self.mask(s.units, batch, &mut ctx.rng));
         let (mlp_penalty, activity_penalty) = (ctx.training && s.mlp_penalty > 0.0, ctx.training && s.activity_penalty > 0.0);
         let (out, abs_delta, activity) = if steps > 0 && s.path.fused_for(ctx.recorder.is_some()) {
-            let extras = ElmExtras { input_mask: input_mask.map(|m| m.as_vec()), recurrent_mask: recurrent_mask.map(|m| m.as_vec()), mlp_penalty, activity_penalty, kappa_grads: self.timescales.is_learnt() };
+            let extras = ElmExtras { input_mask: input_mask.map(|m| m.as_vec()), recurrent_mask: recurrent_mask.map(|m| m.as_vec()), mlp_penalty, activity_penalty, kappa_grads: self.timescales.is_learnt(), forward_only: !ctx.backward };
             self.fused(p, inputs, state, extras)?
         } else {
             let dev = device();

@@ -96,6 +96,17 @@ fn assert_paths_equal(name: &str, settings: &[(&str, Value)], units: usize, b: u
             net.forward(&mut ForwardContext::new(false, stream(0, "eval", 0)), &eval, LossAt::EveryStep, None).unwrap().step_logits(eval.batch).concat()
         };
         assert_close(&format!("{what} eval logits"), &logits(&fused), &logits(&reference), 1e-5);
+        // an evaluation pass (no backward follows, no history kept), from a carried state:
+        // bit for bit the logits and final state of a pass that keeps its history
+        let start = train_pass(&fused, loss_at, b).1.final_state;
+        let pass = |mut ctx: ForwardContext| {
+            let mut out = fused.forward(&mut ctx, &eval, LossAt::EveryStep, Some(&start)).unwrap();
+            let state = state_values(&std::mem::take(&mut out.final_state));
+            (out.step_logits(eval.batch).concat(), state)
+        };
+        let kept = pass(ForwardContext::new(false, stream(0, "eval", 0)));
+        assert!(kept.0.iter().chain(kept.1.iter().flatten()).all(|v| v.is_finite()), "{what}: finite values");
+        assert_eq!(pass(ForwardContext::evaluation(stream(0, "eval", 0))), kept, "{what}: evaluation pass");
     }
 }
 
@@ -303,7 +314,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             let p = params(v);
             let ep = listed_params(&p, &v[first_factor], &v[first_factor + 1]);
             let xs: Vec<&[f64]> = v[first_input..first_input + t].iter().map(|x| x.as_slice()).collect();
-            let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true, kappa_grads: true };
+            let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true, kappa_grads: true, forward_only: false };
             let st = &v[first_input + t..];
             let out = kernel.run(&ep, &xs, st[0].clone(), st[1].clone(), st[2].clone(), extras);
             (out, p)
@@ -364,6 +375,67 @@ fn elm_kernel_on_reused_buffers_equals_a_fresh_run() {
     let xs: Vec<&[f32]> = wide_inputs.iter().map(Vec::as_slice).collect();
     drop(kernel.run(&params, &xs, vec![1.0; n * spec.memory * 16], vec![0.5; n * 16], vec![1.0; n * 16], ElmExtras::default()));
     assert_eq!(batch_10(), fresh);
+}
+
+/// A forward-only pass (evaluation: two steps of states and sources kept, the inputs filled
+/// by the team step by step) gives the outputs and final states of a full pass, bit for
+/// bit: recurrent and readout wiring, whole and padded blocks of sequences, with masks and
+/// a non-zero start, on two threads (the ring's slots are shared between them).
+#[test]
+fn elm_kernel_forward_only_equals_a_full_pass() {
+    use crate::elm::kernel::{ElmExtras, ElmKernel, ElmParams};
+    use crate::elm::LayerSpec;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let (n, i, t) = (40usize, 5usize, 9usize);
+    for (readout, b) in [(false, 3usize), (false, 8), (false, 10), (true, 3), (true, 16)] {
+        let spec = LayerSpec { mlp_layers: 1, synapses_per_branch: 3, ..kernel_spec(n, i) };
+        let mut rng = stream(8, "elm-forward-only", b as u64);
+        let sources = if readout { i } else { i + n };
+        let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..sources)).collect();
+        let kernel = ElmKernel::<f32>::new(&spec, &connectome);
+        let mut draw = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-0.9..0.9)).collect() };
+        let w_s = draw(n * spec.k_c());
+        let mlp: Vec<(Vec<f32>, Vec<f32>)> = spec.mlp_shapes().iter().map(|&(o, inp)| (draw(n * o * inp), draw(n * o))).collect();
+        let (w_y, bias) = (draw(n * spec.memory), draw(n));
+        let kappa_m: Vec<f32> = draw(n * spec.memory).iter().map(|v| 0.5 + 0.4 * v).collect();
+        let okl: Vec<f32> = kappa_m.iter().map(|k| 1.0 - k).collect();
+        let params = ElmParams { w_s: &w_s, mlp: mlp.iter().map(|(w, b)| (w.as_slice(), b.as_slice())).collect(), w_y: &w_y, b: &bias, kappa_m: &kappa_m, one_minus_kappa_lambda: &okl };
+        let inputs: Vec<Vec<f32>> = (0..t).map(|_| draw(i * b)).collect();
+        let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let (m0, e0, a0) = (draw(n * spec.memory * b), draw(n * b), draw(n * b).iter().map(|v| v.abs()).collect::<Vec<_>>());
+        let (input_mask, recurrent_mask) = (draw(i * b).iter().map(|v| if *v > -0.5 { 1.3 } else { 0.0 }).collect::<Vec<f32>>(), draw(n * b).iter().map(|v| if *v > -0.5 { 1.3 } else { 0.0 }).collect::<Vec<f32>>());
+        let results = |forward_only: bool| {
+            let extras = ElmExtras { input_mask: Some(input_mask.clone()), recurrent_mask: Some(recurrent_mask.clone()), forward_only, ..Default::default() };
+            let run = pool.install(|| kernel.run(&params, &xs, m0.clone(), e0.clone(), a0.clone(), extras));
+            let outputs: Vec<Vec<f32>> = (1..=t).map(|k| run.output(k)).collect();
+            (outputs, run.memory(t), run.high_pass(t))
+        };
+        let full = results(false);
+        assert!(full.0.iter().flatten().any(|v| *v != 0.0), "readout {readout}, batch {b}: some output is not zero");
+        assert_eq!(results(true), full, "readout {readout}, batch {b}");
+    }
+}
+
+/// The LSTM's forward-only pass (each thread's gates in a buffer of its own, two steps of
+/// the cell state) gives the outputs and final cell state of a full pass, bit for bit.
+#[test]
+fn lstm_kernel_forward_only_equals_a_full_pass() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    // 150 units: three chunks, the last one partial; batch 20: a partial block of lanes
+    let (h, i, b, t) = (150usize, 4usize, 20usize, 6usize);
+    let mut rng = stream(9, "lstm-forward-only", 0);
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-0.5..0.5)).collect() };
+    let (w_ih, w_hh, b_ih, b_hh) = (draw(4 * h * i), draw(4 * h * h), draw(4 * h), draw(4 * h));
+    let w = LstmWeights { w_ih: &w_ih, w_hh: &w_hh, b_ih: &b_ih, b_hh: &b_hh };
+    let inputs: Vec<Vec<f32>> = (0..t).map(|_| draw(i * b)).collect();
+    let (h0, c0) = (draw(h * b), draw(h * b));
+    let results = |forward_only: bool| {
+        let run = pool.install(|| LstmForward::run_with(&w, h, i, b, t, |k, out| out.copy_from_slice(&inputs[k]), &h0, &c0, forward_only));
+        (run.outputs(), run.c(t))
+    };
+    let full = results(false);
+    assert!(full.0.iter().any(|v| *v != 0.0));
+    assert_eq!(results(true), full);
 }
 
 /// The f32 kernels' `tanh` (one `exp`, series near zero) against f64 `tanh`.

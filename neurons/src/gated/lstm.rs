@@ -118,19 +118,20 @@ impl Cell for LstmCell {
     }
 
     /// The whole sequence through the fused kernel, attached to the tape as one op.
-    fn fused_sequence(&self, _: &(), p: &CellParams, _ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
-        lstm_sequence(p, LayerInputs::Traced(inputs), state)
+    fn fused_sequence(&self, _: &(), p: &CellParams, ctx: &mut ForwardContext, inputs: Vec<Traced>, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        lstm_sequence(p, LayerInputs::Traced(inputs), state, !ctx.backward)
     }
 
     /// The kernel reads the data straight into its step operands.
-    fn fused_sequence_from_data(&self, _: &(), p: &CellParams, _ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
-        lstm_sequence(p, LayerInputs::Data(inputs), state)
+    fn fused_sequence_from_data(&self, _: &(), p: &CellParams, ctx: &mut ForwardContext, inputs: &dyn StepInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+        lstm_sequence(p, LayerInputs::Data(inputs), state, !ctx.backward)
     }
 }
 
 /// The fused LSTM over a sequence. Its inputs get no gradients: an LSTM is its network's
 /// first layer (a kernel's backward forms them only when asked, as the CUDA tests do).
-fn lstm_sequence(p: &CellParams, inputs: LayerInputs, state: LayerState) -> Result<SequenceOutput, LayerError> {
+/// With `forward_only` (evaluation) the kernel keeps nothing for a backward pass.
+fn lstm_sequence(p: &CellParams, inputs: LayerInputs, state: LayerState, forward_only: bool) -> Result<SequenceOutput, LayerError> {
     let dev = device();
     let input = p.value(W_IH).shape().1;
     inputs.check("lstm", input)?;
@@ -141,7 +142,7 @@ fn lstm_sequence(p: &CellParams, inputs: LayerInputs, state: LayerState) -> Resu
     let param_values: Vec<Vec<f32>> = params.iter().map(values).collect();
     let weights = LstmWeights { w_ih: &param_values[0], w_hh: &param_values[1], b_ih: &param_values[2], b_hh: &param_values[3] };
     let fill = |t: usize, out: &mut [f32]| sources.fill(t, out);
-    let run = timed(|| "lstm forward".into(), || engine::run(&weights, h, input, batch, steps, &fill, &values(&state[0]), &values(&state[1]))).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
+    let run = timed(|| "lstm forward".into(), || engine::run(&weights, h, input, batch, steps, &fill, &values(&state[0]), &values(&state[1]), forward_only)).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
     // the outputs as one step-major block [T·H, B]; the state h is h_T again, a tensor
     // of its own whose gradient joins step T's
     let (outputs, c_last) = engine::results(&run, steps).map_err(|problem| LayerError { layer: "lstm".into(), problem })?;
@@ -151,6 +152,8 @@ fn lstm_sequence(p: &CellParams, inputs: LayerInputs, state: LayerState) -> Resu
     let start = state;
     let (all_key, h_key, c_key) = (all.clone(), h_last.clone(), c_last.clone());
     tape.add_backward_op(move |grads| {
+        // an evaluation pass (`ForwardContext::evaluation`) kept no history to go back through
+        assert!(!forward_only, "the LSTM: a backward pass through an evaluation forward pass (ForwardContext::backward was false)");
         let mut d_h = grad_of(grads, &all_key)?;
         let d_h_last = grad_of(grads, &h_key)?;
         d_h[(steps - 1) * h * batch..].iter_mut().zip(&d_h_last).for_each(|(d, e)| *d += e);
@@ -182,7 +185,7 @@ mod engine {
 
     /// `steps` steps whose inputs (`[I, B]` each) `fill` writes.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, steps: usize, fill: &dyn Fn(usize, &mut [f32]), h0: &[f32], c0: &[f32]) -> Result<Run, String> {
+    pub fn run(w: &LstmWeights<f32>, hidden: usize, input: usize, batch: usize, steps: usize, fill: &dyn Fn(usize, &mut [f32]), h0: &[f32], c0: &[f32], forward_only: bool) -> Result<Run, String> {
         #[cfg(any(test, feature = "cuda"))]
         if kernels::selected() {
             let mut xs = vec![0.0; steps * input * batch];
@@ -195,7 +198,7 @@ mod engine {
                 Ok(Run::Kernels { layer, sequence, hidden })
             });
         }
-        Ok(Run::Cpu(LstmForward::run_with(w, hidden, input, batch, steps, fill, h0, c0)))
+        Ok(Run::Cpu(LstmForward::run_with(w, hidden, input, batch, steps, fill, h0, c0, forward_only)))
     }
 
     /// `h_1..h_T` `[T, H, B]` and `c_T`.

@@ -36,10 +36,14 @@ pub struct LstmForward<F: Real> {
     /// `[x_t ; h_t]` for `t` in `0..=T` as `[T+1][I+H][B]` (`x_T` is zero): the right
     /// operand of step `t`'s product, and where the outputs are.
     xh: Vec<F>,
-    /// `c_0..c_T` as `[T+1][H][B]`.
+    /// `c_0..c_T` as `[T+1][H][B]` (with `forward_only`, the last two: step `t` in slot `t % 2`).
     cs: Vec<F>,
-    /// Gate activations `[T][4H][B]`, rows unit-major (`4u + k`).
+    /// Gate activations `[T][4H][B]`, rows unit-major (`4u + k`); none with `forward_only`.
     gates: Vec<F>,
+    /// No backward pass follows (evaluation): the gates of a chunk go to a buffer of the
+    /// thread's own that stays in its cache (every step's gates were 13 MB a batch at
+    /// B 32, H 256, T 100, written and never read), and only two steps of `c` are kept.
+    forward_only: bool,
     /// `[W_ih | W_hh]` as `[4H, I+H]`, rows unit-major.
     w: Vec<F>,
 }
@@ -68,14 +72,16 @@ fn chunk_units(c: usize, hidden: usize) -> std::ops::Range<usize> {
 impl<F: Real> LstmForward<F> {
     /// Runs the sequence `inputs` (each `[I, B]`) from `h0`, `c0` (each `[H, B]`).
     pub fn run(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, inputs: &[&[F]], h0: &[F], c0: &[F]) -> Self {
-        Self::run_with(w, hidden, input, batch, inputs.len(), |t, out| out.copy_from_slice(&inputs[t][..input * batch]), h0, c0)
+        Self::run_with(w, hidden, input, batch, inputs.len(), |t, out| out.copy_from_slice(&inputs[t][..input * batch]), h0, c0, false)
     }
 
     /// [`Self::run`] over `steps` steps whose inputs `fill(t, out)` writes (`out` is `[I, B]`,
-    /// where the step's product reads it).
+    /// where the step's product reads it); with `forward_only`, keeping nothing for a
+    /// backward pass (the same outputs and final state).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_with(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, steps: usize, fill: impl Fn(usize, &mut [F]), h0: &[F], c0: &[F]) -> Self {
+    pub fn run_with(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, steps: usize, fill: impl Fn(usize, &mut [F]), h0: &[F], c0: &[F], forward_only: bool) -> Self {
         let (h, i, b) = (hidden, input, batch);
+        let c_slot = |t: usize| if forward_only { t % 2 } else { t };
         let k = i + h;
         // every buffer below is written completely before it is read (x_T, never read, is zeroed)
         let mut xh = F::scratch((steps + 1) * k * b);
@@ -84,7 +90,7 @@ impl<F: Real> LstmForward<F> {
             fill(t, &mut xh[t * k * b..][..i * b]);
         }
         xh[i * b..k * b].copy_from_slice(&h0[..h * b]);
-        let mut cs = F::scratch((steps + 1) * h * b);
+        let mut cs = F::scratch(if forward_only { 2 } else { steps + 1 } * h * b);
         cs[..h * b].copy_from_slice(&c0[..h * b]);
         let mut joined = vec![F::zero(); 4 * h * k];
         for (r, row) in joined.chunks_mut(k).enumerate() {
@@ -94,7 +100,7 @@ impl<F: Real> LstmForward<F> {
         }
         let bias: Vec<F> = (0..4 * h).map(|r| w.b_ih[gate_major_row(r, h)] + w.b_hh[gate_major_row(r, h)]).collect();
         let step_weights = PackedRows::new(4 * h, k, View::rows(&joined, k));
-        let mut gates = F::scratch(steps * 4 * h * b);
+        let mut gates = if forward_only { Vec::new() } else { F::scratch(steps * 4 * h * b) };
         let chunks = h.div_ceil(UNITS_PER_CHUNK);
         let threads = team::size_for(chunks);
         let claims = Claims::new(steps, chunks, threads);
@@ -102,19 +108,21 @@ impl<F: Real> LstmForward<F> {
             let (xh_s, cs_s, gates_s) = (Shared::new(&mut xh), Shared::new(&mut cs), Shared::new(&mut gates));
             let (step_weights, bias) = (&step_weights, &bias);
             team::run(threads, |rank, barrier| {
+                let mut own_gates = vec![F::zero(); if forward_only { 4 * UNITS_PER_CHUNK * b } else { 0 }];
                 for t in 0..steps {
                     for c in claims.take(t, rank) {
                         let units = chunk_units(c, h);
                         let rows = 4 * units.start..4 * units.end;
                         // SAFETY: step t's rows of chunk c are this thread's alone (it claimed c); [x_t ; h_t]
                         // and c_t were finished before the last barrier and are only read now;
-                        // h_{t+1}, c_{t+1} of these units are written here only.
+                        // h_{t+1}, c_{t+1} of these units are written here only (c_t and c_{t+1}
+                        // are two slots also where only two are kept).
                         let (pre, xh_t, c_prev, c_next, h_next) = unsafe {
                             (
-                                gates_s.write(t * 4 * h * b + rows.start * b..t * 4 * h * b + rows.end * b),
+                                if forward_only { &mut own_gates[..rows.len() * b] } else { gates_s.write(t * 4 * h * b + rows.start * b..t * 4 * h * b + rows.end * b) },
                                 xh_s.read(t * k * b..(t + 1) * k * b),
-                                cs_s.read(t * h * b + units.start * b..t * h * b + units.end * b),
-                                cs_s.write((t + 1) * h * b + units.start * b..(t + 1) * h * b + units.end * b),
+                                cs_s.read(c_slot(t) * h * b + units.start * b..c_slot(t) * h * b + units.end * b),
+                                cs_s.write(c_slot(t + 1) * h * b + units.start * b..c_slot(t + 1) * h * b + units.end * b),
                                 xh_s.write((t + 1) * k * b + (i + units.start) * b..(t + 1) * k * b + (i + units.end) * b),
                             )
                         };
@@ -125,7 +133,7 @@ impl<F: Real> LstmForward<F> {
                 }
             });
         }
-        LstmForward { hidden, input, batch, steps, xh, cs, gates, w: joined }
+        LstmForward { hidden, input, batch, steps, xh, cs, gates, w: joined, forward_only }
     }
 
     /// `h_t` (`t` in `0..=T`) as `[H, B]`, where it lies in `[x_t ; h_t]`.
@@ -145,16 +153,18 @@ impl<F: Real> LstmForward<F> {
         (1..=self.steps).for_each(|t| out.extend_from_slice(self.h_of(t)));
         out
     }
-    /// `c_t` (`t` in `0..=T`) as `[H, B]`.
+    /// `c_t` (`t` in `0..=T`; with `forward_only`, one of the last two) as `[H, B]`.
     pub fn c(&self, t: usize) -> Vec<F> {
-        let hb = self.hidden * self.batch;
-        self.cs[t * hb..(t + 1) * hb].to_vec()
+        assert!(!self.forward_only || t + 1 >= self.steps, "a forward-only pass kept the cell states of its last two steps only (asked for step {t} of {})", self.steps);
+        let (hb, slot) = (self.hidden * self.batch, if self.forward_only { t % 2 } else { t });
+        self.cs[slot * hb..(slot + 1) * hb].to_vec()
     }
 
     /// Backward through time from the gradients of the outputs `h_1..h_T` (one step-major
     /// block `[T][H][B]`, step `t` for `h_{t+1}`) and of the final cell state. The inputs'
     /// gradients are formed only with `input_grads` (a first layer reads data, which needs none).
     pub fn backward(&self, d_h: &[F], d_c_last: &[F], input_grads: bool) -> LstmGrads<F> {
+        assert!(!self.forward_only, "backward through a forward-only LSTM pass, which kept no history");
         let (h, i, b, steps) = (self.hidden, self.input, self.batch, self.steps);
         let (k, g) = (i + h, 4 * h);
         // W_hhᵀ `[H, 4H]`: the product that carries δ back to h_{t−1}

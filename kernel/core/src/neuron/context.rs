@@ -8,6 +8,9 @@ use rand_chacha::ChaCha8Rng;
 pub struct ForwardContext {
     /// Training (dropout on, penalties computed) or evaluation.
     pub training: bool,
+    /// Whether a backward pass may follow. Without one (evaluation) a layer keeps only
+    /// what its next step reads, not every step's intermediates.
+    pub backward: bool,
     /// Randomness of this pass (dropout masks), derived from the seed and step.
     pub rng: ChaCha8Rng,
     /// Named, already-weighted regularisation terms; the trainer adds them to the loss
@@ -18,8 +21,14 @@ pub struct ForwardContext {
 }
 
 impl ForwardContext {
+    /// A pass in training or evaluation mode that a backward pass may follow.
     pub fn new(training: bool, rng: ChaCha8Rng) -> Self {
-        ForwardContext { training, rng, penalties: Vec::new(), recorder: None }
+        ForwardContext { training, backward: true, rng, penalties: Vec::new(), recorder: None }
+    }
+
+    /// An evaluation pass that no backward pass follows.
+    pub fn evaluation(rng: ChaCha8Rng) -> Self {
+        ForwardContext { backward: false, ..Self::new(false, rng) }
     }
 
     /// Records `value` (`[rows, batch]`, rows laid out as `row_shape`) as the next step of `name`.

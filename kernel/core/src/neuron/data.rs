@@ -7,8 +7,9 @@
 use crate::task::Inputs;
 use crate::tensor::{device, matrix, trace, Traced};
 
-/// Encoded inputs of a sequence batch, read one step at a time.
-pub trait StepInputs {
+/// Encoded inputs of a sequence batch, read one step at a time (`Sync`: a layer's team of
+/// threads may read the next step while it runs the current one).
+pub trait StepInputs: Sync {
     fn steps(&self) -> usize;
     fn width(&self) -> usize;
     fn batch(&self) -> usize;

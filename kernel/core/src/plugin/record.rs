@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 /// Raise it whenever `HostContext`, `PluginEntries`, the entry symbols or the types a
 /// plugin's layers exchange with the host change (2: `SequenceOutput` gained `stacked`;
 /// 3: the core crate, typed layer state with an explicit history, declared settings;
-/// 4: `LayerPlan::activations_per_step` and `Cell::activations_per_step` for memory estimates).
-pub const ENTRY_ABI_VERSION: u32 = 4;
+/// 4: `LayerPlan::activations_per_step` and `Cell::activations_per_step` for memory estimates;
+/// 5: `ForwardContext::backward`).
+pub const ENTRY_ABI_VERSION: u32 = 5;
 
 /// Features that change types or code shared across the boundary.
 fn features() -> String {

@@ -21,6 +21,7 @@ impl<F: Real> ElmKernel<F> {
     /// what its synapses send) together with, every [`Self::w_s_chunk`] steps, the
     /// synapse-weight gradients of those steps, neuron by neuron.
     pub fn backward(&self, p: &ElmParams<F>, run: &ElmRun<F>, up: &ElmUpstream<F>, input_grads: bool) -> ElmGrads<F> {
+        assert!(!run.extras.forward_only, "backward through a forward-only pass (ElmExtras::forward_only), which kept no history");
         let (n, d_m, k_c, w, inp, steps) = (self.units, self.memory, self.k_c(), run.width, self.input, run.steps);
         let unpadded = run.batch;
         let outputs: Vec<Vec<F>> = up.outputs.iter().map(|v| pad(v, unpadded, w)).collect();

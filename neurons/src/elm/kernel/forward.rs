@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::lanes::{affine_layer, blocks, blocks_mut, branch_sums, fma, pad, padded, scaled, sixteen_or_runtime, LANES};
-use super::{activate, neurons_per_piece, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE};
+use super::{activate, neurons_per_piece, state_slot, state_slots, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE};
 use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
 
@@ -176,7 +176,7 @@ impl<F: Real> ElmKernel<F> {
     /// [`Self::run`] over `steps` steps whose inputs `fill(t, out)` writes (`out` is
     /// `[I, B]`): straight into the kernel's table of sources where the batch is whole
     /// blocks, so that a caller holding its inputs elsewhere (a tensor) copies them once.
-    pub fn run_with(&self, p: &ElmParams<F>, steps: usize, fill: impl Fn(usize, &mut [F]), m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
+    pub fn run_with(&self, p: &ElmParams<F>, steps: usize, fill: impl Fn(usize, &mut [F]) + Sync, m0: Vec<F>, e0: Vec<F>, a0: Vec<F>, extras: ElmExtras<F>) -> ElmRun<F> {
         let (n, d_m, inp) = (self.units, self.memory, self.input);
         let unpadded = e0.len() / n;
         let w = padded(unpadded);
@@ -186,19 +186,28 @@ impl<F: Real> ElmKernel<F> {
             ..extras
         };
         let rows = inp + n;
+        let recurrent = self.recurrent();
+        // Where the neurons read each other (a round is one step), a piece of the team fills
+        // the next step's inputs while the others run the current step: the fill (a
+        // transpose of the batch, bound by memory bandwidth) overlaps the neurons' work. An
+        // evaluation there keeps two steps' sources only, the step being run and the next,
+        // which stay in cache. (A readout's round runs several steps: its inputs are filled
+        // before, and all kept.)
+        let fill_in_team = recurrent && steps > 0;
+        let ring = extras.forward_only && recurrent;
+        let source_slot = |t: usize| if ring { t % 2 } else { t };
         // every step's sources: the masked inputs now, the masked outputs as they are formed.
         // These buffers and the states are reused ones (`Real::scratch`), not zeroed: every
         // value is written before it is read (zeroed anew, ~47 MB per SHD-Adding pass at
         // batch 8, the kernel's forward took 1.15–1.2× as long; at batch 32 twice as long)
-        let mut sources = F::scratch(steps * rows * w);
-        // a partly filled last block: each step's inputs into `unpadded`, then padded
-        let mut unpadded_step = vec![F::zero(); if unpadded == w { 0 } else { inp * unpadded }];
-        for (t, block) in sources.chunks_exact_mut(rows * w).enumerate() {
-            let block = &mut block[..inp * w];
+        let mut sources = F::scratch(if ring { steps.min(2) } else { steps } * rows * w);
+        // step t's masked inputs into `block` (`[I, W]`); a partly filled last block of
+        // sequences goes through `unpadded_step` (`[I, B]`) and is padded with zeros
+        let fill_inputs = |t: usize, block: &mut [F], unpadded_step: &mut [F]| {
             if unpadded == w {
                 fill(t, block);
             } else {
-                fill(t, &mut unpadded_step);
+                fill(t, unpadded_step);
                 for (o, r) in block.chunks_exact_mut(w).zip(unpadded_step.chunks_exact(unpadded)) {
                     o[..unpadded].copy_from_slice(r);
                     o[unpadded..].fill(F::zero());
@@ -207,16 +216,22 @@ impl<F: Real> ElmKernel<F> {
             if let Some(mask) = &extras.input_mask {
                 block.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v * m);
             }
+        };
+        let unpadded_len = if unpadded == w { 0 } else { inp * unpadded };
+        let mut unpadded_step = vec![F::zero(); unpadded_len];
+        for (t, block) in sources.chunks_exact_mut(rows * w).enumerate().take(if fill_in_team { 1 } else { steps }) {
+            fill_inputs(t, &mut block[..inp * w], &mut unpadded_step);
         }
         let (state_m, state_n) = (n * d_m * w, n * w);
+        let forward_only = extras.forward_only;
+        let slot = |t: usize| state_slot(forward_only, t);
         // step 0 written here, every later step by its neurons' steps, all lanes
-        let mut m = F::scratch((steps + 1) * state_m);
-        let mut e = F::scratch((steps + 1) * state_n);
+        let mut m = F::scratch(state_slots(forward_only, steps) * state_m);
+        let mut e = F::scratch(state_slots(forward_only, steps) * state_n);
         let mut a = F::scratch((steps + 1) * state_n);
         m[..state_m].copy_from_slice(&pad(&m0, unpadded, w));
         e[..state_n].copy_from_slice(&pad(&e0, unpadded, w));
         a[..state_n].copy_from_slice(&pad(&a0, unpadded, w));
-        let recurrent = self.recurrent();
         if steps > 0 && recurrent {
             recurrent_sources(&mut sources[inp * w..rows * w], &a[..state_n], extras.recurrent_mask.as_deref());
         }
@@ -233,28 +248,42 @@ impl<F: Real> ElmKernel<F> {
             sources.chunks_exact_mut(rows * w).for_each(|block| block[inp * w..].fill(F::zero()));
         }
         let threads = team::size_for(pieces);
-        let claims = Claims::new(rounds, pieces, threads);
+        // one more piece per round where the team fills the inputs: the next step's
+        let claims = Claims::new(rounds, pieces + usize::from(fill_in_team), threads);
         {
             let (ms, es, as_) = (Shared::new(&mut m), Shared::new(&mut e), Shared::new(&mut a));
             let (srcs, abs_s, act_s) = (Shared::new(&mut sources), Shared::new(&mut abs_delta), Shared::new(&mut activity));
             let extras = &extras;
+            let fill_inputs = &fill_inputs;
             team::run(threads, |rank, barrier| {
                 let mut s = self.scratch(w);
+                let mut unpadded_step = vec![F::zero(); unpadded_len];
                 for r in 0..rounds {
                     for piece in claims.take(r, rank) {
+                        if piece == pieces {
+                            // (a round is one step here, r) the inputs of step r + 1
+                            if r + 1 < steps {
+                                // SAFETY: nothing reads or writes step r + 1's inputs before the
+                                // barrier (with the ring, its slot was last read in round r − 1)
+                                let block = unsafe { srcs.write(source_slot(r + 1) * rows * w..source_slot(r + 1) * rows * w + inp * w) };
+                                fill_inputs(r + 1, block, &mut unpadded_step);
+                            }
+                            continue;
+                        }
                         for i in piece * per_piece..n.min((piece + 1) * per_piece) {
                             for t in r * round..steps.min((r + 1) * round) {
                                 // SAFETY: step t's sources were written before the last barrier
                                 // (the outputs' rows only where the round is one step) and are
                                 // only read in this round; neuron i's rows of the states (read at
-                                // step t, written at t + 1) and its penalty sums are this piece's alone.
+                                // step t, written at t + 1: two slots also where only two are
+                                // kept) and its penalty sums are this piece's alone.
                                 let (src, m_prev, e_prev, m_i, e_i, a_i, abs_i, act_i) = unsafe {
                                     (
-                                        srcs.read(t * rows * w..(t + 1) * rows * w),
-                                        ms.read(t * state_m + i * d_m * w..t * state_m + (i + 1) * d_m * w),
-                                        es.read(t * state_n + i * w..t * state_n + (i + 1) * w),
-                                        ms.write((t + 1) * state_m + i * d_m * w..(t + 1) * state_m + (i + 1) * d_m * w),
-                                        es.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
+                                        srcs.read(source_slot(t) * rows * w..(source_slot(t) + 1) * rows * w),
+                                        ms.read(slot(t) * state_m + i * d_m * w..slot(t) * state_m + (i + 1) * d_m * w),
+                                        es.read(slot(t) * state_n + i * w..slot(t) * state_n + (i + 1) * w),
+                                        ms.write(slot(t + 1) * state_m + i * d_m * w..slot(t + 1) * state_m + (i + 1) * d_m * w),
+                                        es.write(slot(t + 1) * state_n + i * w..slot(t + 1) * state_n + (i + 1) * w),
                                         as_.write((t + 1) * state_n + i * w..(t + 1) * state_n + (i + 1) * w),
                                         abs_s.write(i * w..(i + 1) * w),
                                         act_s.write(i * w..(i + 1) * w),
@@ -274,7 +303,8 @@ impl<F: Real> ElmKernel<F> {
                                     // SAFETY: step t + 1's row of neuron i is this piece's alone;
                                     // nothing reads step t + 1's sources before the barrier (a
                                     // round is one step here)
-                                    let row = unsafe { srcs.write((t + 1) * rows * w + (inp + i) * w..(t + 1) * rows * w + (inp + i + 1) * w) };
+                                    let at = source_slot(t + 1) * rows * w + (inp + i) * w;
+                                    let row = unsafe { srcs.write(at..at + w) };
                                     let mask = extras.recurrent_mask.as_ref().map(|v| &v[i * w..(i + 1) * w]);
                                     recurrent_sources(row, a_i, mask);
                                 }

@@ -87,6 +87,11 @@ pub struct ElmExtras<F> {
     pub activity_penalty: bool,
     /// Whether backward forms the gradients of `κ_m` and `1 − κ_λ` (learnt timescales).
     pub kappa_grads: bool,
+    /// No backward pass will follow (evaluation): the states `m`, `e` are kept for two
+    /// steps only, the one being read and the one being written (every step's outputs are
+    /// still kept). At Enwik8's size every step's `m` is 50 MB a batch, written to memory
+    /// and never read.
+    pub forward_only: bool,
 }
 
 /// What the forward pass keeps: every step's state and sources (no other intermediates),
@@ -96,14 +101,16 @@ pub struct ElmRun<F: Real> {
     pub batch: usize,
     pub steps: usize,
     width: usize,
-    /// `m_0..m_T`, each `[N·d_m, W]`.
+    /// `m_0..m_T`, each `[N·d_m, W]` (only the last two with `forward_only`, step `t` in
+    /// slot `t % 2`).
     m: Vec<F>,
-    /// `e_0..e_T`, each `[N, W]`.
+    /// `e_0..e_T`, each `[N, W]` (slots as `m`'s).
     e: Vec<F>,
     /// `a_0..a_T`, each `[N, W]`: `a_1..a_T` are the outputs.
     a: Vec<F>,
     /// Each step's sources `[inputs ; previous outputs]`, masked, `[I + N, W]`: written
-    /// once by the forward pass (the outputs as they are formed), read by the backward.
+    /// once by the forward pass (the outputs as they are formed), read by the backward
+    /// (with `forward_only` in a recurrent layer, two steps' only).
     sources: Vec<F>,
     extras: ElmExtras<F>,
     /// `Σ_t Σ_d |Δ|` per neuron and sequence, `[N, W]` (MLP-magnitude penalty).
@@ -125,12 +132,30 @@ fn at<F>(v: &[F], t: usize, len: usize) -> &[F] {
     &v[t * len..(t + 1) * len]
 }
 
+/// Where step `t` of a state lies: its own slot, or with `forward_only` one of two.
+fn state_slot(forward_only: bool, t: usize) -> usize {
+    if forward_only {
+        t % 2
+    } else {
+        t
+    }
+}
+
+/// How many steps of the states a pass keeps.
+fn state_slots(forward_only: bool, steps: usize) -> usize {
+    if forward_only {
+        2
+    } else {
+        steps + 1
+    }
+}
+
 impl<F: Real> ElmRun<F> {
     /// The output `a_t` (`t` in `0..=T`; `a_0` is the initial state), `[N, B]`.
     pub fn output(&self, t: usize) -> Vec<F> {
         unpad(self.a_at(t), self.width, self.batch)
     }
-    /// The memory `m_t`, `[N·d_m, B]`.
+    /// The memory `m_t`, `[N·d_m, B]` (with `forward_only`, of the last two steps only).
     pub fn memory(&self, t: usize) -> Vec<F> {
         unpad(self.m_at(t), self.width, self.batch)
     }
@@ -147,10 +172,15 @@ impl<F: Real> ElmRun<F> {
         unpad(&self.activity, self.width, self.batch)
     }
     fn m_at(&self, t: usize) -> &[F] {
-        at(&self.m, t, self.m.len() / (self.steps + 1))
+        self.state_at(&self.m, t)
     }
     fn e_at(&self, t: usize) -> &[F] {
-        at(&self.e, t, self.e.len() / (self.steps + 1))
+        self.state_at(&self.e, t)
+    }
+    fn state_at<'a>(&self, v: &'a [F], t: usize) -> &'a [F] {
+        let forward_only = self.extras.forward_only;
+        assert!(!forward_only || t + 1 >= self.steps, "a forward-only pass kept the states of its last two steps only (asked for step {t} of {})", self.steps);
+        at(v, state_slot(forward_only, t), v.len() / state_slots(forward_only, self.steps))
     }
     fn a_at(&self, t: usize) -> &[F] {
         at(&self.a, t, self.a.len() / (self.steps + 1))
