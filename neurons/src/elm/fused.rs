@@ -120,6 +120,8 @@ mod engine {
     use elmlab_host_ops::tape::DevError;
 
     pub enum Run {
+        // never made in a CUDA build, which runs the CUDA kernels only
+        #[cfg_attr(feature = "cuda", allow(dead_code))]
         Cpu(ElmRun<f32>),
         #[cfg(any(test, feature = "cuda"))]
         Kernels(super::super::cuda::CudaRun<kernels::KernelDevice>),
@@ -170,12 +172,19 @@ mod engine {
         }
     }
 
+    /// What writes a step's inputs: shared by the CPU kernel's team of threads (`Sync`). A
+    /// CUDA build's tensors are not `Sync`; there the CUDA kernels take every step at once.
+    #[cfg(not(feature = "cuda"))]
+    pub type Fill<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
+    #[cfg(feature = "cuda")]
+    pub type Fill<'a> = dyn Fn(usize, &mut [f32]) + 'a;
+
     /// `steps` steps whose inputs (`step_len` values each, `[I, B]`) `fill` writes: on the
     /// CPU straight into the kernel's table of sources (a copy per step into vectors first
     /// cost 4 ms of an SHD-Adding pass).
     #[allow(clippy::too_many_arguments)]
     #[cfg_attr(not(any(test, feature = "cuda")), allow(unused_variables))]
-    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, steps: usize, step_len: usize, fill: &(dyn Fn(usize, &mut [f32]) + Sync), m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
+    pub fn run(kernel: &ElmKernel<f32>, p: &ElmParams<f32>, steps: usize, step_len: usize, fill: &Fill, m0: Vec<f32>, e0: Vec<f32>, a0: Vec<f32>, extras: ElmExtras<f32>) -> Result<Run, String> {
         #[cfg(any(test, feature = "cuda"))]
         if kernels::selected() {
             let xs: Vec<Vec<f32>> = (0..steps)
@@ -188,6 +197,9 @@ mod engine {
             let xs: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
             return kernels::with_kernels(|device| super::super::cuda::run(device, kernel, p, &xs, &m0, &e0, &a0, &extras).map_err(|e| e.to_string())).map(Run::Kernels);
         }
+        #[cfg(feature = "cuda")]
+        unreachable!("a CUDA build runs the fused ELM layer on the CUDA kernels");
+        #[cfg(not(feature = "cuda"))]
         Ok(Run::Cpu(kernel.run_with(p, steps, fill, m0, e0, a0, extras)))
     }
 
