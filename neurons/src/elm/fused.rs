@@ -33,7 +33,7 @@ impl ElmLayer {
         let ((kappa_m, km_tape), (okl, okl_tape)) = (take_input(kappa_m), take_input(okl));
         tape = tape.merge(km_tape).merge(okl_tape);
         let factors = [values(&kappa_m), values(&okl)];
-        let (mlp_penalty, activity_penalty, extras_forward_only) = (extras.mlp_penalty, extras.activity_penalty, extras.forward_only);
+        let (mlp_penalty, activity_penalty, forward_only) = (extras.mlp_penalty, extras.activity_penalty, extras.forward_only);
         // parameters in order: w_s, (weight, bias) per MLP layer, w_y, b
         let mut names = vec![format!("{}.w_s", s.name)];
         for (w, b) in &self.mlp_names {
@@ -56,7 +56,6 @@ impl ElmLayer {
         let (inputs, start) = (sources.into_tensors(), state);
         // data (the network's first layer) has no gradients to take
         let (input_grads, name) = (s.inputs_need_grad && !inputs.is_empty(), s.name.clone());
-        let forward_only = extras_forward_only;
         tape.add_backward_op(move |grads| {
             // an evaluation pass (`ForwardContext::evaluation`) kept no history to go back through
             assert!(!forward_only, "layer {name}: a backward pass through an evaluation forward pass (ForwardContext::backward was false)");

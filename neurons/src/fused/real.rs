@@ -146,10 +146,12 @@ impl Real for f32 {
             None => vec![0.0; len],
         }
     }
+    /// An empty buffer (a pass that kept none of some kind) is not kept: it would take a
+    /// slot from a real one, and after a few evaluation passes none were reused.
     fn recycle(buffer: Vec<f32>) {
         SPARE.with(|spare| {
             let mut spare = spare.borrow_mut();
-            if spare.len() < SPARE_BUFFERS {
+            if spare.len() < SPARE_BUFFERS && buffer.capacity() > 0 {
                 spare.push(buffer);
             }
         });
@@ -172,4 +174,25 @@ const SPARE_BUFFERS: usize = 8;
 
 thread_local! {
     static SPARE: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Empty buffers handed back take no spare slot: after as many of them as there are
+    /// slots, a real buffer is still kept and handed out again (its old values show it is
+    /// the same one: `scratch` does not clear a reused buffer, a new one is zeros).
+    #[test]
+    fn empty_buffers_take_no_spare_slot() {
+        std::thread::spawn(|| {
+            for _ in 0..SPARE_BUFFERS {
+                f32::recycle(Vec::new());
+            }
+            f32::recycle(vec![7.0; 1000]);
+            assert_eq!(f32::scratch(1000), vec![7.0; 1000]);
+        })
+        .join()
+        .unwrap();
+    }
 }

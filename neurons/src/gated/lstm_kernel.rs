@@ -10,6 +10,7 @@
 
 use elmlab_host_ops::matmul::{matmul_here, View};
 use elmlab_host_ops::packed::PackedRows;
+use crate::fused::slots::StepSlots;
 use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
 
@@ -81,7 +82,8 @@ impl<F: Real> LstmForward<F> {
     #[allow(clippy::too_many_arguments)]
     pub fn run_with(w: &LstmWeights<F>, hidden: usize, input: usize, batch: usize, steps: usize, fill: impl Fn(usize, &mut [F]), h0: &[F], c0: &[F], forward_only: bool) -> Self {
         let (h, i, b) = (hidden, input, batch);
-        let c_slot = |t: usize| if forward_only { t % 2 } else { t };
+        let c_slots = StepSlots::new(!forward_only);
+        let c_slot = |t: usize| c_slots.of(t);
         let k = i + h;
         // every buffer below is written completely before it is read (x_T, never read, is zeroed)
         let mut xh = F::scratch((steps + 1) * k * b);
@@ -90,7 +92,7 @@ impl<F: Real> LstmForward<F> {
             fill(t, &mut xh[t * k * b..][..i * b]);
         }
         xh[i * b..k * b].copy_from_slice(&h0[..h * b]);
-        let mut cs = F::scratch(if forward_only { 2 } else { steps + 1 } * h * b);
+        let mut cs = F::scratch(c_slots.count(steps + 1) * h * b);
         cs[..h * b].copy_from_slice(&c0[..h * b]);
         let mut joined = vec![F::zero(); 4 * h * k];
         for (r, row) in joined.chunks_mut(k).enumerate() {
@@ -155,8 +157,7 @@ impl<F: Real> LstmForward<F> {
     }
     /// `c_t` (`t` in `0..=T`; with `forward_only`, one of the last two) as `[H, B]`.
     pub fn c(&self, t: usize) -> Vec<F> {
-        assert!(!self.forward_only || t + 1 >= self.steps, "a forward-only pass kept the cell states of its last two steps only (asked for step {t} of {})", self.steps);
-        let (hb, slot) = (self.hidden * self.batch, if self.forward_only { t % 2 } else { t });
+        let (hb, slot) = (self.hidden * self.batch, StepSlots::new(!self.forward_only).after(t, self.steps + 1));
         self.cs[slot * hb..(slot + 1) * hb].to_vec()
     }
 

@@ -4,7 +4,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::lanes::{affine_layer, blocks, blocks_mut, branch_sums, fma, pad, padded, scaled, sixteen_or_runtime, LANES};
-use super::{activate, neurons_per_piece, state_slot, state_slots, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE};
+use super::{activate, neurons_per_piece, ElmExtras, ElmKernel, ElmParams, ElmRun, Scratch, LECUN_SCALE, LECUN_SLOPE};
+use crate::fused::slots::StepSlots;
 use crate::fused::team::{self, Claims, Shared};
 use crate::fused::{cpu, Real};
 
@@ -193,14 +194,14 @@ impl<F: Real> ElmKernel<F> {
         // evaluation there keeps two steps' sources only, the step being run and the next,
         // which stay in cache. (A readout's round runs several steps: its inputs are filled
         // before, and all kept.)
-        let fill_in_team = recurrent && steps > 0;
-        let ring = extras.forward_only && recurrent;
-        let source_slot = |t: usize| if ring { t % 2 } else { t };
+        let fill_in_team = recurrent;
+        let source_slots = StepSlots::new(!(extras.forward_only && recurrent));
+        let source_slot = |t: usize| source_slots.of(t);
         // every step's sources: the masked inputs now, the masked outputs as they are formed.
         // These buffers and the states are reused ones (`Real::scratch`), not zeroed: every
         // value is written before it is read (zeroed anew, ~47 MB per SHD-Adding pass at
         // batch 8, the kernel's forward took 1.15–1.2× as long; at batch 32 twice as long)
-        let mut sources = F::scratch(if ring { steps.min(2) } else { steps } * rows * w);
+        let mut sources = F::scratch(source_slots.count(steps) * rows * w);
         // step t's masked inputs into `block` (`[I, W]`); a partly filled last block of
         // sequences goes through `unpadded_step` (`[I, B]`) and is padded with zeros
         let fill_inputs = |t: usize, block: &mut [F], unpadded_step: &mut [F]| {
@@ -223,11 +224,11 @@ impl<F: Real> ElmKernel<F> {
             fill_inputs(t, &mut block[..inp * w], &mut unpadded_step);
         }
         let (state_m, state_n) = (n * d_m * w, n * w);
-        let forward_only = extras.forward_only;
-        let slot = |t: usize| state_slot(forward_only, t);
+        let state_slots = StepSlots::new(!extras.forward_only);
+        let slot = |t: usize| state_slots.of(t);
         // step 0 written here, every later step by its neurons' steps, all lanes
-        let mut m = F::scratch(state_slots(forward_only, steps) * state_m);
-        let mut e = F::scratch(state_slots(forward_only, steps) * state_n);
+        let mut m = F::scratch(state_slots.count(steps + 1) * state_m);
+        let mut e = F::scratch(state_slots.count(steps + 1) * state_n);
         let mut a = F::scratch((steps + 1) * state_n);
         m[..state_m].copy_from_slice(&pad(&m0, unpadded, w));
         e[..state_n].copy_from_slice(&pad(&e0, unpadded, w));
@@ -264,7 +265,7 @@ impl<F: Real> ElmKernel<F> {
                             // (a round is one step here, r) the inputs of step r + 1
                             if r + 1 < steps {
                                 // SAFETY: nothing reads or writes step r + 1's inputs before the
-                                // barrier (with the ring, its slot was last read in round r − 1)
+                                // barrier (with two slots, its slot was last read in round r − 1)
                                 let block = unsafe { srcs.write(source_slot(r + 1) * rows * w..source_slot(r + 1) * rows * w + inp * w) };
                                 fill_inputs(r + 1, block, &mut unpadded_step);
                             }

@@ -21,6 +21,7 @@ mod lanes;
 mod synapses;
 
 use super::spec::{LayerSpec, MlpActivation};
+use crate::fused::slots::StepSlots;
 use crate::fused::Real;
 use lanes::{unpad, LANES};
 
@@ -132,24 +133,6 @@ fn at<F>(v: &[F], t: usize, len: usize) -> &[F] {
     &v[t * len..(t + 1) * len]
 }
 
-/// Where step `t` of a state lies: its own slot, or with `forward_only` one of two.
-fn state_slot(forward_only: bool, t: usize) -> usize {
-    if forward_only {
-        t % 2
-    } else {
-        t
-    }
-}
-
-/// How many steps of the states a pass keeps.
-fn state_slots(forward_only: bool, steps: usize) -> usize {
-    if forward_only {
-        2
-    } else {
-        steps + 1
-    }
-}
-
 impl<F: Real> ElmRun<F> {
     /// The output `a_t` (`t` in `0..=T`; `a_0` is the initial state), `[N, B]`.
     pub fn output(&self, t: usize) -> Vec<F> {
@@ -178,9 +161,8 @@ impl<F: Real> ElmRun<F> {
         self.state_at(&self.e, t)
     }
     fn state_at<'a>(&self, v: &'a [F], t: usize) -> &'a [F] {
-        let forward_only = self.extras.forward_only;
-        assert!(!forward_only || t + 1 >= self.steps, "a forward-only pass kept the states of its last two steps only (asked for step {t} of {})", self.steps);
-        at(v, state_slot(forward_only, t), v.len() / state_slots(forward_only, self.steps))
+        let slots = StepSlots::new(!self.extras.forward_only);
+        at(v, slots.after(t, self.steps + 1), v.len() / slots.count(self.steps + 1))
     }
     fn a_at(&self, t: usize) -> &[F] {
         at(&self.a, t, self.a.len() / (self.steps + 1))
