@@ -22,6 +22,7 @@ pub mod schema;
 pub mod settings;
 pub mod task;
 pub mod tensor;
+pub mod tile;
 
 pub use dfdx;
 pub use inventory;

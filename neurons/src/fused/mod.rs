@@ -3,7 +3,7 @@
 //! generic over `f32`/`f64` so that they can be checked in double precision) and attached
 //! to dfdx's tape as one backward operation (`tape`); `inputs` what they read (tensors,
 //! or the data itself for a network's first layer); `real` is their scalar type, `team`
-//! the threads of a time loop, `slots` where a step lies in a per-step buffer, `transpose` an 8×8 register tile's transpose, `cpu` (the
+//! the threads of a time loop, `slots` where a step lies in a per-step buffer, `cpu` (the
 //! host ops') the vector instructions they may use, `kernels` where the CUDA kernels run
 //! instead (the GPU; the host shim in tests), `timing` the time each layer's passes took.
 //! The op-by-op layers stay the reference these must equal.
@@ -16,7 +16,6 @@ pub(crate) mod slots;
 pub mod tape;
 pub(crate) mod team;
 pub mod timing;
-mod transpose;
 #[cfg(test)]
 mod tests;
 

@@ -47,7 +47,7 @@ pub trait Real:
     /// `out[c][r] = rows[r][c]` for an 8×8 tile.
     #[inline(always)]
     fn transpose_8x8(rows: &[[Self; 8]; 8]) -> [[Self; 8]; 8] {
-        super::transpose::transpose_8x8_plain(rows)
+        elmlab_core::tile::transpose_8x8_plain(rows)
     }
 }
 
@@ -126,9 +126,9 @@ impl Real for f32 {
         #[cfg(target_arch = "x86_64")]
         if super::cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 (so AVX), checked just above
-            return unsafe { super::transpose::transpose_8x8_avx(rows) };
+            return unsafe { elmlab_core::tile::transpose_8x8_avx(rows) };
         }
-        super::transpose::transpose_8x8_plain(rows)
+        elmlab_core::tile::transpose_8x8_plain(rows)
     }
     /// Reuses this thread's spare buffers: a training step asks for the same large buffers
     /// every time, and zeroing them anew cost as much as a tenth of an LSTM step.

@@ -1,7 +1,8 @@
-//! The 8×8 transpose of a register tile, which the ELM backward's weight gradients need
-//! for every block of eight sequences. Written element by element the compiler moved the
-//! 64 values one at a time through memory (and, for AVX-512, into gathers and scatters);
-//! for `f32` on a CPU with AVX it is the usual three rounds of shuffles in registers.
+//! The 8×8 transpose of a register tile: the ELM backward's weight gradients need it for
+//! every block of eight sequences, and a dense batch's step is transposed with it into the
+//! `[width, batch]` a layer reads. Written element by element the compiler moved the 64
+//! values one at a time through memory (and, for AVX-512, into gathers and scatters); for
+//! `f32` on a CPU with AVX it is the usual three rounds of shuffles in registers.
 
 /// `out[c][r] = rows[r][c]`, element by element: `f64`, and `f32` without AVX.
 #[inline(always)]
