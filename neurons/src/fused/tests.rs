@@ -336,6 +336,23 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         analytic.extend(g.inputs);
         analytic.extend([g.m0, g.e0, g.a0, g.kappa_m, g.one_minus_kappa_lambda]);
         assert_finite_differences(&format!("elm {activation:?}, feed-forward {feed_forward}, {t} steps"), &vars, &analytic, loss, 1e-7);
+        // the same passes asking for each next neuron's data ahead (a large layer's paths):
+        // a hint, so every number is the same
+        let prefetching = ElmKernel::<f64>::new(&spec, &connectome).with_contraction_bytes(contraction.unwrap_or(192 << 10)).with_cached_bytes(0);
+        let st = &vars[first_input + t..];
+        let xs: Vec<&[f64]> = vars[first_input..first_input + t].iter().map(|x| x.as_slice()).collect();
+        let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true, kappa_grads: true, forward_only: false };
+        let out_p = prefetching.run(&ep, &xs, st[0].clone(), st[1].clone(), st[2].clone(), extras);
+        assert_eq!((1..=t).map(|k| out_p.output(k)).collect::<Vec<_>>(), (1..=t).map(|k| out.output(k)).collect::<Vec<_>>(), "prefetching: outputs");
+        let g_p = prefetching.backward(&ep, &out_p, &up, true);
+        let mut with_prefetch = vec![g_p.w_s];
+        for (w, bias) in g_p.mlp {
+            with_prefetch.extend([w, bias]);
+        }
+        with_prefetch.extend([g_p.w_y, g_p.b]);
+        with_prefetch.extend(g_p.inputs);
+        with_prefetch.extend([g_p.m0, g_p.e0, g_p.a0, g_p.kappa_m, g_p.one_minus_kappa_lambda]);
+        assert_eq!(with_prefetch, analytic, "prefetching: gradients");
     }
 }
 

@@ -9,8 +9,9 @@ use super::lanes::{blocks, blocks_mut, outer_accumulate, transpose_rows, transpo
 use super::synapses::gather_source;
 use super::{activate_slope, ElmGrads, ElmKernel, ElmParams, ElmRun, ElmUpstream, NeuronGrads, NeuronUpstream, Scratch, LECUN_SCALE, LECUN_SLOPE};
 use super::neurons_per_piece;
+use super::prefetch::NeuronBuffers;
 use crate::fused::team::{self, Claims, Shared};
-use crate::fused::{cpu, Real};
+use crate::fused::{cpu, prefetch, prefetch_slice, Real};
 
 impl<F: Real> ElmKernel<F> {
     /// Backward through time. Without `input_grads` the inputs' gradients are not formed
@@ -63,7 +64,17 @@ impl<F: Real> ElmKernel<F> {
         let (neuron_pieces, source_pieces) = (n.div_ceil(per_piece), (last - first).div_ceil(SOURCES_PER_PIECE));
         let threads = team::size_for(neuron_pieces.max(source_pieces));
         let (neuron_round, source_round) = (Claims::new(rounds, neuron_pieces, threads), Claims::new(rounds, source_pieces + neuron_pieces, threads));
+        // where a layer streams its parameters, each neuron's gradient accumulators and
+        // branch gradients are asked for too, ahead of its steps
+        let prefetching = self.streams_parameters();
+        let (mlp_grads, w_s_grads) = if prefetching {
+            (NeuronBuffers::new(grads.iter().map(|g| g.mlp.iter().flat_map(|(w, b)| [&w[..], &b[..]]).collect())), NeuronBuffers::new(grads.iter().map(|g| vec![&g.w_s[..]])))
+        } else {
+            (NeuronBuffers::none(), NeuronBuffers::none())
+        };
+        let d_beta_at = d_beta.as_ptr() as usize;
         {
+            let (mlp_grads, w_s_grads) = (&mlp_grads, &w_s_grads);
             let (g_s, d_m_s, d_e_s) = (Shared::new(&mut grads), Shared::new(&mut d_m_carry), Shared::new(&mut d_e_carry));
             let (later_s, d_beta_s, d_x_s) = (Shared::new(&mut d_a_from_later), Shared::new(&mut d_beta), Shared::new(&mut d_x));
             let (outputs, abs_up, act_up, gather) = (&outputs, &abs_up, &act_up, &gather);
@@ -80,6 +91,11 @@ impl<F: Real> ElmKernel<F> {
                     let t0 = t1.saturating_sub(round);
                     for piece in neuron_round.take(k, rank) {
                         for i in piece * per_piece..n.min((piece + 1) * per_piece) {
+                            if prefetching && i + 1 < n {
+                                self.prefetch_parameters(p, i + 1);
+                                mlp_grads.prefetch(i + 1);
+                                prefetch_slice(&run.m_at(t1 - 1)[(i + 1) * d_m * w..(i + 2) * d_m * w]);
+                            }
                             for t in (t0..t1).rev() {
                                 let (slot, src, m_prev, e_prev) = (slot_of(t), run.sources_at(t), run.m_at(t), run.e_at(t));
                                 // SAFETY: in this round neuron i's carried gradients, parameter
@@ -148,6 +164,15 @@ impl<F: Real> ElmKernel<F> {
                                     pending.extend((0..=first_slot).map(|q| (run.sources_at(t0 + first_slot - q), d_beta_s.read(q * slot_len + i * self.branches * w..q * slot_len + (i + 1) * self.branches * w))));
                                     &mut g_s.write(i..i + 1)[0]
                                 };
+                                if prefetching && i + 1 < n {
+                                    // the next neuron's sources, accumulators and branch gradients
+                                    prefetch_slice(&self.connectome[(i + 1) * k_c..(i + 2) * k_c]);
+                                    w_s_grads.prefetch(i + 1);
+                                    let row = self.branches * w * std::mem::size_of::<F>();
+                                    for q in 0..=first_slot {
+                                        prefetch(d_beta_at + (q * slot_len * std::mem::size_of::<F>() + (i + 1) * row), row);
+                                    }
+                                }
                                 self.synapse_grads(i, w, &pending, &mut g.w_s);
                                 // no slice of the slots may outlive this round (the next one writes them)
                                 pending.clear();

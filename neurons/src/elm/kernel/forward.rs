@@ -249,6 +249,7 @@ impl<F: Real> ElmKernel<F> {
             sources.chunks_exact_mut(rows * w).for_each(|block| block[inp * w..].fill(F::zero()));
         }
         let threads = team::size_for(pieces);
+        let prefetching = self.streams_parameters();
         // one more piece per round where the team fills the inputs, the next step's: the
         // first one, so that its thread starts on it and the neurons' pieces even the team
         // out behind it (as the last piece, 5–6 µs of an SHD-Adding step's ~25, the thread
@@ -295,6 +296,9 @@ impl<F: Real> ElmKernel<F> {
                                         act_s.write(i * w..(i + 1) * w),
                                     )
                                 };
+                                if prefetching {
+                                    self.prefetch_parameters(p, i + 1);
+                                }
                                 self.neuron_step(p, i, w, src, m_prev, e_prev, &mut s, m_i, e_i, a_i);
                                 if extras.mlp_penalty {
                                     let delta = &s.layer_out[self.mlp.len() - 1];

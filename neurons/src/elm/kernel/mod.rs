@@ -13,11 +13,13 @@
 //!
 //! `lanes`: the fixed-size blocks everything runs on; `forward`: the step and the
 //! sequence; `backward`: backpropagation through time; `synapses`: the synapse-weight
-//! gradients and the per-source gather.
+//! gradients and the per-source gather; `prefetch`: the next neuron's data asked for
+//! ahead where a layer is too large to stay in cache.
 
 mod backward;
 mod forward;
 mod lanes;
+mod prefetch;
 mod synapses;
 
 use super::spec::{LayerSpec, MlpActivation};
@@ -59,6 +61,8 @@ pub struct ElmKernel<F> {
     /// The sources a batch of the synapse-weight contraction keeps, in bytes (192 KiB; see
     /// `w_s_chunk`).
     contraction_bytes: usize,
+    /// The parameters per step beyond which the passes prefetch (`prefetch`).
+    cached_bytes: usize,
 }
 
 /// The trainable parameters, laid out as in the parameter store.
@@ -250,6 +254,7 @@ impl<F: Real> ElmKernel<F> {
             inverse_start,
             inverse,
             contraction_bytes: 192 << 10,
+            cached_bytes: prefetch::CACHED_BYTES,
             branch_of: (0..connectome.len()).map(|syn| (syn / spec.k_c() * spec.branches + syn % spec.k_c() / spec.synapses_per_branch) as u32).collect(),
         }
     }
@@ -260,6 +265,13 @@ impl<F: Real> ElmKernel<F> {
     #[cfg(test)]
     pub(crate) fn with_contraction_bytes(self, bytes: usize) -> Self {
         ElmKernel { contraction_bytes: bytes, ..self }
+    }
+
+    /// The same kernel prefetching from `bytes` of parameters on: tests take its prefetching
+    /// paths on small layers.
+    #[cfg(test)]
+    pub(crate) fn with_cached_bytes(self, bytes: usize) -> Self {
+        ElmKernel { cached_bytes: bytes, ..self }
     }
 
     /// Whether any synapse reads the layer's own outputs (a readout's do not): only then
