@@ -90,13 +90,17 @@ impl<F: Real> ElmKernel<F> {
                     let t1 = steps - k * round;
                     let t0 = t1.saturating_sub(round);
                     for piece in neuron_round.take(k, rank) {
-                        for i in piece * per_piece..n.min((piece + 1) * per_piece) {
-                            if prefetching && i + 1 < n {
-                                self.prefetch_parameters(p, i + 1);
-                                mlp_grads.prefetch(i + 1);
-                                prefetch_slice(&run.m_at(t1 - 1)[(i + 1) * d_m * w..(i + 2) * d_m * w]);
-                            }
-                            for t in (t0..t1).rev() {
+                        // step by step, the piece's neurons at each (where a round is several
+                        // steps, they share each step's table of sources while it is in cache)
+                        for t in (t0..t1).rev() {
+                            for i in piece * per_piece..n.min((piece + 1) * per_piece) {
+                                if prefetching && i + 1 < n {
+                                    if t + 1 == t1 {
+                                        self.prefetch_parameters(p, i + 1);
+                                        mlp_grads.prefetch(i + 1);
+                                    }
+                                    prefetch_slice(&run.m_at(t)[(i + 1) * d_m * w..(i + 2) * d_m * w]);
+                                }
                                 let (slot, src, m_prev, e_prev) = (slot_of(t), run.sources_at(t), run.m_at(t), run.e_at(t));
                                 // SAFETY: in this round neuron i's carried gradients, parameter
                                 // gradients and branch gradients are this piece's alone; the

@@ -282,8 +282,10 @@ impl<F: Real> ElmKernel<F> {
                             continue;
                         }
                         let piece = piece - filler;
-                        for i in piece * per_piece..n.min((piece + 1) * per_piece) {
-                            for t in r * round..steps.min((r + 1) * round) {
+                        // step by step, the piece's neurons at each (where a round is several
+                        // steps, they share each step's table of sources while it is in cache)
+                        for t in r * round..steps.min((r + 1) * round) {
+                            for i in piece * per_piece..n.min((piece + 1) * per_piece) {
                                 // SAFETY: step t's sources were written before the last barrier
                                 // (the outputs' rows only where the round is one step) and are
                                 // only read in this round; neuron i's rows of the states (read at
@@ -301,7 +303,7 @@ impl<F: Real> ElmKernel<F> {
                                         act_s.write(i * w..(i + 1) * w),
                                     )
                                 };
-                                if prefetching {
+                                if prefetching && t == r * round {
                                     self.prefetch_parameters(p, i + 1);
                                 }
                                 self.neuron_step(p, i, w, src, m_prev, e_prev, &mut s, m_i, e_i, a_i);
