@@ -2,9 +2,10 @@
 //! forward `run` and `backward`, medians of several rounds. A development bench: the
 //! whole training step is `elmlab bench`.
 //!
-//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8|shd-readout] [BATCH] [ROUNDS] [spikes|dense]`
+//! `cargo run --release -p elmlab-neurons --example elm_kernel -- [shd|enwik8|shd-readout|enwik8-readout] [BATCH] [ROUNDS] [spikes|dense]`
 //! (threads: `RAYON_NUM_THREADS`). `shd-readout` is the SHD-Adding readout layer: 19
-//! neurons whose synapses all read the hidden layer's outputs, whose gradients it forms.
+//! neurons whose synapses all read the hidden layer's outputs, whose gradients it forms;
+//! `enwik8-readout` Enwik8's, 204 neurons reading 1,024.
 
 use elmlab_neurons::elm::kernel::{ElmExtras, ElmKernel, ElmParams, ElmUpstream};
 use elmlab_neurons::elm::{LayerSpec, MlpActivation};
@@ -17,9 +18,11 @@ fn spec(task: &str) -> (LayerSpec, usize) {
         "enwik8" => (1024, 204, 15, 50, 15, 30, 100, Some(2.0)),
         // the SHD-Adding readout layer: 19 neurons fed by the 96 hidden outputs
         "shd-readout" => (19, 96, 3, 30, 10, 0, 1000, None),
+        // the Enwik8 readout layer: 204 neurons (one per symbol) fed by the 1,024 hidden outputs
+        "enwik8-readout" => (204, 1024, 3, 50, 15, 0, 100, None),
         _ => (96, 700, 5, 30, 10, 10, 1000, Some(5.0)),
     };
-    let readout = task == "shd-readout";
+    let readout = task.ends_with("-readout");
     let spec = LayerSpec {
         name: if readout { "readout" } else { "hidden" }.into(),
         units,
