@@ -5,8 +5,9 @@
 //! or the data itself for a network's first layer); `real` is their scalar type, `team`
 //! the threads of a time loop, `slots` where a step lies in a per-step buffer, `cpu` (the
 //! host ops') the vector instructions they may use, `kernels` where the CUDA kernels run
-//! instead (the GPU; the host shim in tests), `timing` the time each layer's passes took.
-//! The op-by-op layers stay the reference these must equal.
+//! instead (the GPU; the host shim in tests), `timing` the time each layer's passes took;
+//! `prefetch` asks for memory ahead of use. The op-by-op layers stay the reference these
+//! must equal.
 
 pub(crate) use elmlab_host_ops::cpu;
 pub(crate) mod inputs;

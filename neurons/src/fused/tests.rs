@@ -270,7 +270,7 @@ fn kernel_spec(n: usize, i: usize) -> crate::elm::LayerSpec {
 /// runs each neuron through a contraction's steps between two barriers).
 #[test]
 fn elm_kernel_gradients_equal_finite_differences_in_f64() {
-    use crate::elm::kernel::{ElmExtras, ElmKernel, ElmUpstream};
+    use crate::elm::kernel::{ElmExtras, ElmGrads, ElmKernel, ElmUpstream};
     use crate::elm::{LayerSpec, MlpActivation};
     let (n, i, b) = (3usize, 2usize, 2usize);
     // a step's sources in f64: (i + n) rows of one block of eight sequences
@@ -286,11 +286,14 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         let mut rng = stream(6, "elm-fd", 0);
         let sources = if feed_forward { i } else { i + n };
         let connectome: Vec<usize> = (0..n * spec.k_c()).map(|_| rng.gen_range(0..sources)).collect();
-        let kernel = ElmKernel::<f64>::new(&spec, &connectome);
-        let kernel = match contraction {
-            Some(bytes) => kernel.with_contraction_bytes(bytes),
-            None => kernel,
+        let build = || {
+            let kernel = ElmKernel::<f64>::new(&spec, &connectome);
+            match contraction {
+                Some(bytes) => kernel.with_contraction_bytes(bytes),
+                None => kernel,
+            }
         };
+        let kernel = build();
         let mut draw = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.gen_range(-0.9..0.9)).collect() };
         // variables: w_s, (weight, bias) × 3 layers, w_y, b, x_0..x_{T-1}, m0, e0, a0
         let mut vars: Vec<Vec<f64>> = vec![draw(n * spec.k_c())];
@@ -310,7 +313,7 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         let masks = (draw(i * b).iter().map(|v| if *v > -0.5 { 1.25 } else { 0.0 }).collect::<Vec<f64>>(), draw(n * b).iter().map(|v| if *v > -0.5 { 1.25 } else { 0.0 }).collect::<Vec<f64>>());
         let (r, s_m, s_e, s_abs, s_act) = ((0..t).map(|_| draw(n * b)).collect::<Vec<_>>(), draw(n * spec.memory * b), draw(n * b), draw(n * b), draw(n * b));
         let params = |v: &[Vec<f64>]| -> Vec<Vec<f64>> { v[..first_input].to_vec() };
-        let run = |v: &[Vec<f64>]| {
+        let run_on = |kernel: &ElmKernel<f64>, v: &[Vec<f64>]| {
             let p = params(v);
             let ep = listed_params(&p, &v[first_factor], &v[first_factor + 1]);
             let xs: Vec<&[f64]> = v[first_input..first_input + t].iter().map(|x| x.as_slice()).collect();
@@ -318,6 +321,18 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
             let st = &v[first_input + t..];
             let out = kernel.run(&ep, &xs, st[0].clone(), st[1].clone(), st[2].clone(), extras);
             (out, p)
+        };
+        let run = |v: &[Vec<f64>]| run_on(&kernel, v);
+        // the gradients in the order of `vars`
+        let listed = |g: ElmGrads<f64>| -> Vec<Vec<f64>> {
+            let mut all = vec![g.w_s];
+            for (w, bias) in g.mlp {
+                all.extend([w, bias]);
+            }
+            all.extend([g.w_y, g.b]);
+            all.extend(g.inputs);
+            all.extend([g.m0, g.e0, g.a0, g.kappa_m, g.one_minus_kappa_lambda]);
+            all
         };
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let loss = |v: &[Vec<f64>]| -> f64 {
@@ -327,32 +342,14 @@ fn elm_kernel_gradients_equal_finite_differences_in_f64() {
         let (out, p) = run(&vars);
         let ep = listed_params(&p, &vars[first_factor], &vars[first_factor + 1]);
         let up = ElmUpstream { outputs: &r, m_last: &s_m, e_last: &s_e, abs_delta: Some(&s_abs), activity: Some(&s_act) };
-        let g = kernel.backward(&ep, &out, &up, true);
-        let mut analytic = vec![g.w_s];
-        for (w, bias) in g.mlp {
-            analytic.extend([w, bias]);
-        }
-        analytic.extend([g.w_y, g.b]);
-        analytic.extend(g.inputs);
-        analytic.extend([g.m0, g.e0, g.a0, g.kappa_m, g.one_minus_kappa_lambda]);
+        let analytic = listed(kernel.backward(&ep, &out, &up, true));
         assert_finite_differences(&format!("elm {activation:?}, feed-forward {feed_forward}, {t} steps"), &vars, &analytic, loss, 1e-7);
         // the same passes asking for each next neuron's data ahead (a large layer's paths):
         // a hint, so every number is the same
-        let prefetching = ElmKernel::<f64>::new(&spec, &connectome).with_contraction_bytes(contraction.unwrap_or(192 << 10)).with_cached_bytes(0);
-        let st = &vars[first_input + t..];
-        let xs: Vec<&[f64]> = vars[first_input..first_input + t].iter().map(|x| x.as_slice()).collect();
-        let extras = ElmExtras { input_mask: Some(masks.0.clone()), recurrent_mask: Some(masks.1.clone()), mlp_penalty: true, activity_penalty: true, kappa_grads: true, forward_only: false };
-        let out_p = prefetching.run(&ep, &xs, st[0].clone(), st[1].clone(), st[2].clone(), extras);
+        let prefetching = build().with_cached_bytes(0);
+        let (out_p, _) = run_on(&prefetching, &vars);
         assert_eq!((1..=t).map(|k| out_p.output(k)).collect::<Vec<_>>(), (1..=t).map(|k| out.output(k)).collect::<Vec<_>>(), "prefetching: outputs");
-        let g_p = prefetching.backward(&ep, &out_p, &up, true);
-        let mut with_prefetch = vec![g_p.w_s];
-        for (w, bias) in g_p.mlp {
-            with_prefetch.extend([w, bias]);
-        }
-        with_prefetch.extend([g_p.w_y, g_p.b]);
-        with_prefetch.extend(g_p.inputs);
-        with_prefetch.extend([g_p.m0, g_p.e0, g_p.a0, g_p.kappa_m, g_p.one_minus_kappa_lambda]);
-        assert_eq!(with_prefetch, analytic, "prefetching: gradients");
+        assert_eq!(listed(prefetching.backward(&ep, &out_p, &up, true)), analytic, "prefetching: gradients");
     }
 }
 
